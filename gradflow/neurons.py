@@ -94,7 +94,8 @@ class NeuronTrace(NamedTuple):
     ``x``: the input current ``[T, N, ...]``; ``u``: list of the T pre-reset potentials ``u[t]``;
     ``prev``: list of the T states *before* step t (``prev[0]`` is the zero initial state);
     ``spikes``: the module's output ``[T, N, ...]``, whose gradient is ``g_out`` of SPEC §2;
-    ``inv_tau``: ``1/tau`` used in the step (a tensor for PLIF).
+    ``inv_tau``: ``1/tau`` used in the step (a tensor for PLIF); ``cut``: the steps ``t`` whose
+    incoming state was detached (truncated BPTT), where no gradient flows from ``t`` to ``t-1``.
     """
 
     x: torch.Tensor
@@ -102,6 +103,7 @@ class NeuronTrace(NamedTuple):
     prev: list
     spikes: torch.Tensor
     inv_tau: Scalar
+    cut: tuple = ()
 
 
 class NeuronOutput(NamedTuple):
@@ -201,6 +203,11 @@ class SpikingNeuron(nn.Module):
     ``gamma = 1 - 1/tau`` lies in (0, 1)), ``v_threshold``, ``v_reset`` (None = soft reset),
     ``surrogate`` and its ``alpha`` (None = the surrogate's default), ``detach_reset``,
     ``decay_input``; ``smooth_forward`` is for gradient checks only.
+
+    ``truncate=k`` truncates back-propagation through time to blocks of ``k`` steps: the state
+    (``v``, and ``m`` for CLIF) entering every step ``t`` with ``t % k == 0`` is detached, so no
+    gradient crosses a block boundary through the neuron's own state (``k=1``: spatial gradients
+    only). The forward values are unchanged.
     """
 
     kind: str = "?"
@@ -215,6 +222,7 @@ class SpikingNeuron(nn.Module):
         detach_reset: bool = False,
         decay_input: bool = False,
         smooth_forward: bool = False,
+        truncate: Optional[int] = None,
     ):
         super().__init__()
         self.tau = _check_positive_float("tau", tau, above=1.0)
@@ -226,9 +234,21 @@ class SpikingNeuron(nn.Module):
         self.detach_reset = bool(detach_reset)
         self.decay_input = bool(decay_input)
         self.smooth_forward = bool(smooth_forward)
+        self.truncate = truncate
         self._step_observers: "OrderedDict[int, Callable]" = OrderedDict()
 
     # -- parameters and state
+    @property
+    def truncate(self) -> Optional[int]:
+        """Truncated-BPTT block length ``k`` (None = full BPTT)."""
+        return self._truncate
+
+    @truncate.setter
+    def truncate(self, k: Optional[int]) -> None:
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise UsageError(f"truncate must be a positive integer number of steps, got {k!r}.")
+        self._truncate = k
+
     @property
     def params(self) -> NeuronParams:
         """The neuron's constants as :class:`NeuronParams` (PLIF: ``tau`` at its current value)."""
@@ -283,7 +303,13 @@ class SpikingNeuron(nn.Module):
         prev: list = []
         spikes: List[torch.Tensor] = []
         states: list = []
+        k_trunc = self.truncate
+        cut = []
         for t in range(x.shape[0]):
+            if k_trunc is not None and t > 0 and t % k_trunc == 0:
+                # truncated BPTT: no gradient through the state across this block boundary
+                state = type(state)(*(z.detach() for z in state))
+                cut.append(t)
             prev.append(state)
             u = charge(x[t], state.v, p, k)
             s, state = self.fire_reset(u, state, p, k)
@@ -292,7 +318,7 @@ class SpikingNeuron(nn.Module):
             states.append(state)
         out = torch.stack(spikes)
         if self._step_observers:
-            trace = NeuronTrace(x, us, prev, out, k)
+            trace = NeuronTrace(x, us, prev, out, k, tuple(cut))
             for fn in list(self._step_observers.values()):
                 fn(self, trace)
         if not return_states:
