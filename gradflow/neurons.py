@@ -258,8 +258,19 @@ class SpikingNeuron(nn.Module):
         )
 
     def current_tau(self) -> float:
-        """The time constant as a float (PLIF: its learned value)."""
+        """The time constant as a float (PLIF: its learned value; reads the device)."""
         return self.tau
+
+    def step_params(self) -> NeuronParams:
+        """:class:`NeuronParams` for the step functions without reading the device.
+
+        The step functions take ``1/tau`` from :meth:`inv_tau`, so for PLIF the ``tau`` field here
+        is the initial value and is not used by the step.
+        """
+        return NeuronParams(
+            self.tau, self.v_threshold, self.v_reset, self.sur, self.detach_reset, self.decay_input,
+            self.smooth_forward,
+        )
 
     def inv_tau(self) -> Scalar:
         """``1/tau`` as used in the step: a float, or a 0-d tensor for PLIF (keeps the graph)."""
@@ -296,7 +307,7 @@ class SpikingNeuron(nn.Module):
             raise UsageError(f"{type(self).__name__} expects a time-major tensor [T, N, ...], got {shape}.")
         if not x.is_floating_point():
             raise UsageError(f"{type(self).__name__} expects a floating-point input, got {x.dtype}.")
-        p = self.params
+        p = self.step_params()
         k = self.inv_tau()
         state = self.init_state(x[0])
         us: List[torch.Tensor] = []

@@ -1,0 +1,295 @@
+"""The recorder: closure, pair ground truth, exact zeros, hooks, bit-identical gradients, weight split."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import gradflow
+from gradflow.errors import UsageError
+from gradflow.recorder import LAGS_COLUMNS, PAIRS_COLUMNS, PER_STEP_COLUMNS, WEIGHTS_COLUMNS
+
+KINDS = ["lif", "clif", "plif"]
+
+
+class TinyMLP(nn.Module):
+    """Linear -> neuron -> Linear -> neuron -> Linear readout, time-major [T, N, F]."""
+
+    def __init__(self, kind, F=5, H=7, C=3, **kw):
+        super().__init__()
+        self.fc1, self.sn1 = nn.Linear(F, H), gradflow.build_neuron(kind, **kw)
+        self.fc2, self.sn2 = nn.Linear(H, H), gradflow.build_neuron(kind, **kw)
+        self.out = nn.Linear(H, C)
+
+    def forward(self, x):
+        return self.out(self.sn2(self.fc2(self.sn1(self.fc1(x)))))
+
+
+class TinyConv(nn.Module):
+    """Conv -> BN -> neuron -> Conv -> neuron -> pool -> Linear, time-major [T, N, C, H, W]."""
+
+    def __init__(self, kind, **kw):
+        super().__init__()
+        self.c1, self.bn1, self.sn1 = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), gradflow.build_neuron(kind, **kw)
+        self.c2, self.sn2 = nn.Conv2d(4, 4, 3, padding=1), gradflow.build_neuron(kind, **kw)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        T, N = x.shape[:2]
+        h = self.bn1(self.c1(x.flatten(0, 1))).unflatten(0, (T, N))
+        h = self.sn1(h * 2.0)
+        h = self.sn2(self.c2(h.flatten(0, 1)).unflatten(0, (T, N)) * 2.0)
+        return self.fc(h.mean((-1, -2)))
+
+
+def _capture_u(model):
+    """Independently of the recorder: retain_grad on every u[t] via a step observer."""
+    store, handles = {}, []
+    for name, m in model.named_modules():
+        if isinstance(m, gradflow.neurons.SpikingNeuron):
+            def obs(mod, trace, name=name or m.kind):
+                for u in trace.u:
+                    u.retain_grad()
+                store[name] = (trace.u, trace.spikes)
+                trace.spikes.retain_grad()
+            handles.append(m.register_step_observer(obs))
+    return store, handles
+
+
+def _make(kind, arch, seed=0):
+    torch.manual_seed(seed)
+    if arch == "mlp":
+        model = TinyMLP(kind, tau=2.0).double()
+        x = torch.randn(6, 9, 5, dtype=torch.float64) * 1.5 + 0.6
+    else:
+        model = TinyConv(kind, tau=1.5, surrogate="sigmoid").double()
+        x = torch.randn(5, 3, 2, 6, 6, dtype=torch.float64) + 0.5
+    y = torch.randint(0, 3, (x.shape[1],))
+    return model, x, y
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_closure_against_autograd(kind, arch):
+    model, x, y = _make(kind, arch)
+    store, handles = _capture_u(model)
+    with gradflow.record(model, keep_tensors=True) as rec:
+        loss = gradflow.losses.ce_over_time(model(x), y)
+        loss.backward()
+    for h in handles:
+        h.remove()
+    per = rec.per_step()
+    assert list(per.columns[: len(PER_STEP_COLUMNS)]) == PER_STEP_COLUMNS
+    for name, (us, spikes) in store.items():
+        kept = rec.tensors(name)
+        true_delta = torch.stack([u.grad for u in us])
+        g_out = spikes.grad
+        sur = model.get_submodule(name).sur
+        v_th = model.get_submodule(name).v_threshold
+        true_P = g_out * gradflow.surrogate.surrogate_grad(torch.stack(us).detach() - v_th, sur)
+        scale = true_delta.abs().max()
+        assert scale > 0
+        # the recorded delta is autograd's
+        assert torch.equal(kept["delta"], true_delta)
+        # spatial matches its definition, spatial + temporal closes on the independent dL/du
+        torch.testing.assert_close(kept["spatial"], true_P, rtol=0, atol=1e-12 * scale)
+        closure = kept["spatial"] + kept["temporal"]
+        assert ((closure - true_delta).abs().max() / scale).item() < 1e-6
+        assert kept["temporal"][-1].abs().max().item() == 0.0
+        # sum over sources of pair[t, t'] reproduces delta[t]
+        for t, rows in enumerate(kept["pairs"]):
+            assert ((rows.sum(0) - true_delta[t]).abs().max() / scale).item() < 1e-6
+            torch.testing.assert_close(rows[0], true_P[t])
+        # the table's norms are the norms of those vectors
+        sub = per[per.layer == name].sort_values("t")
+        torch.testing.assert_close(
+            torch.tensor(sub.grad_total_norm.values), true_delta.flatten(1).norm(dim=1), rtol=1e-9, atol=0
+        )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("surrogate", ["rectangle", "atan"])
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_pairs_ground_truth(kind, surrogate, detach_reset):
+    """Single layer, L = sum_t <e[t], s[t]>: pair[t, t'] == d<e[t'], s[t']>/du[t] by autograd."""
+    torch.manual_seed(1)
+    T, N = 6, 40
+    neuron = gradflow.build_neuron(kind, tau=1.7, surrogate=surrogate, detach_reset=detach_reset).double()
+    x = (torch.randn(T, N, dtype=torch.float64) * 0.8 + 0.6).requires_grad_()
+    e = torch.randn(T, N, dtype=torch.float64)
+    store, handles = _capture_u(neuron)
+    with gradflow.record(neuron, keep_tensors=True) as rec:
+        s = neuron(x)
+        (e * s).sum().backward(retain_graph=True)
+    for h in handles:
+        h.remove()
+    us, spikes = store[neuron.kind]
+    pairs = rec.pairs()
+    assert list(pairs.columns) == PAIRS_COLUMNS
+    assert len(pairs) == T * (T + 1) // 2
+    for tp in range(T):
+        grads = torch.autograd.grad((e[tp] * spikes[tp]).sum(), us[: tp + 1], retain_graph=True, allow_unused=True)
+        for t, g in enumerate(grads):
+            g = torch.zeros(N, dtype=torch.float64) if g is None else g
+            row = pairs[(pairs.t == t) & (pairs.t_source == tp)]
+            assert row.lag.item() == tp - t
+            assert row.norm.item() == pytest.approx(g.norm().item(), rel=1e-9, abs=1e-12)
+            torch.testing.assert_close(rec.tensors(neuron.kind)["pairs"][t][tp - t], g, rtol=1e-9, atol=1e-12)
+
+
+def test_rectangle_alpha_theta_eps_is_zero_or_gamma():
+    torch.manual_seed(2)
+    tau, theta = 2.0, 1.0
+    neuron = gradflow.LIF(tau=tau, v_threshold=theta, surrogate="rectangle", alpha=theta)
+    x = (torch.randn(8, 1000) * 0.7 + 0.6).requires_grad_()
+    with gradflow.record(neuron, keep_tensors=True) as rec:
+        (neuron(x) * torch.randn(8, 1000)).sum().backward()
+    kept = rec.tensors("lif")
+    gamma = 1 - 1 / tau
+    eps = kept["eps"][:-1]
+    values = set(eps.unique().tolist())
+    assert values <= {0.0, gamma} and len(values) == 2
+    inside = (kept["u"] - theta).abs() <= theta / 2
+    assert inside[:-1].any()
+    # exactly zero (not merely small) inside the window
+    assert (kept["temporal"][inside] == 0).all()
+    per = rec.per_step()
+    frac_zero = (kept["temporal"] == 0).double().mean(1)
+    torch.testing.assert_close(torch.tensor(per.temporal_zero_fraction.values), frac_zero)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_bit_identical_and_hooks_removed(kind):
+    model, x, y = _make(kind, "conv")
+    model2 = copy.deepcopy(model)
+    gradflow.losses.ce_over_time(model(x), y).backward()
+    rec = gradflow.record(model2, pairs=True, weights=True)
+    with rec:
+        assert rec.num_hooks > 0
+        gradflow.losses.ce_over_time(model2(x), y).backward()
+    assert rec.num_hooks == 0
+    for (n1, p1), (n2, p2) in zip(model.named_parameters(), model2.named_parameters()):
+        assert torch.equal(p1.grad, p2.grad), n1
+    for m in model2.modules():
+        if isinstance(m, gradflow.neurons.SpikingNeuron):
+            assert len(m._step_observers) == 0
+
+
+def test_hooks_removed_after_exception_and_flags_restored():
+    model, x, y = _make("clif", "mlp")
+    model.train()
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    rec = gradflow.record(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with rec:
+            out = model(x)
+            model.eval()
+            model.fc1.weight.requires_grad_(False)
+            raise RuntimeError("boom")
+    assert rec.num_hooks == 0
+    assert model.training
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    for m in model.modules():
+        if isinstance(m, gradflow.neurons.SpikingNeuron):
+            assert not m._step_observers
+    del out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_weight_split_adds_up(kind):
+    model, x, y = _make(kind, "conv")
+    with gradflow.record(model, weights=True) as rec:
+        gradflow.losses.ce_over_time(model(x), y).backward()
+    w = rec.weights()
+    assert list(w.columns) == WEIGHTS_COLUMNS
+    by_layer = {name: set(g.param) for name, g in w.groupby("layer")}
+    assert by_layer["sn1"] == {"c1.weight", "c1.bias", "bn1.weight", "bn1.bias"}
+    assert by_layer["sn2"] == {"c2.weight", "c2.bias"}
+    params = dict(model.named_parameters())
+    for row in w.itertuples():
+        assert row.total_norm == pytest.approx(params[row.param].grad.norm().item(), rel=1e-8, abs=1e-12)
+        assert row.total_norm <= row.spatial_norm + row.temporal_norm + 1e-12
+    # vectors: spatial + temporal == grad, checked by recomputing with the kept tensors
+    with gradflow.record(model, weights=False, keep_tensors=True) as rec2:
+        model.zero_grad()
+        xx = x.clone()
+        store = {}
+        h = model.sn2.register_step_observer(lambda m, tr: store.setdefault("x", tr.x))
+        gradflow.losses.ce_over_time(model(xx), y).backward(retain_graph=True)
+        h.remove()
+    kept = rec2.tensors("sn2")
+    gs = torch.autograd.grad(store["x"], [model.c2.weight], kept["spatial"], retain_graph=True)[0]
+    gt = torch.autograd.grad(store["x"], [model.c2.weight], kept["temporal"], retain_graph=True)[0]
+    torch.testing.assert_close(gs + gt, model.c2.weight.grad, rtol=1e-9, atol=1e-12)
+    row = w[(w.layer == "sn2") & (w.param == "c2.weight")]
+    assert row.spatial_norm.item() == pytest.approx(gs.norm().item(), rel=1e-9)
+    assert row.temporal_norm.item() == pytest.approx(gt.norm().item(), rel=1e-9)
+
+
+def test_steps_and_max_lag():
+    model, x, y = _make("lif", "mlp")
+    with gradflow.record(model, max_lag=2) as rec:
+        for _ in range(3):
+            model.zero_grad()
+            gradflow.losses.ce_over_time(model(x), y).backward()
+        with torch.no_grad():
+            model(x)  # not recorded
+    per, lags, pairs = rec.per_step(), rec.lags(), rec.pairs()
+    assert sorted(per.step.unique()) == [0, 1, 2]
+    assert sorted(lags.lag.unique()) == [0, 1, 2]
+    assert pairs.lag.max() == 2
+    assert list(lags.columns) == LAGS_COLUMNS
+    assert (per.groupby("step").layer.nunique() == 2).all()
+    assert list(per[per.step == 0].drop_duplicates("layer").layer) == ["sn1", "sn2"]
+    # identical inputs and weights: identical rows for every step
+    a = per[per.step == 0].drop(columns="step").reset_index(drop=True)
+    b = per[per.step == 2].drop(columns="step").reset_index(drop=True)
+    assert a.equals(b)
+    full = gradflow.record(model)
+    with full:
+        gradflow.losses.ce_over_time(model(x), y).backward()
+    fl = full.pairs()
+    assert fl.lag.max() == x.shape[0] - 1
+    merged = pairs[pairs.step == 0].merge(fl, on=["layer", "t", "t_source"], suffixes=("", "_full"))
+    assert len(merged) == len(pairs[pairs.step == 0])
+    assert (merged.norm - merged.norm_full).abs().max() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_truncated_neurons_cut_pairs():
+    torch.manual_seed(3)
+    neuron = gradflow.LIF(truncate=2).double()
+    x = (torch.randn(6, 30, dtype=torch.float64) + 0.7).requires_grad_()
+    store, handles = _capture_u(neuron)
+    with gradflow.record(neuron, keep_tensors=True) as rec:
+        (neuron(x) * torch.randn(6, 30, dtype=torch.float64)).sum().backward()
+    us, _ = store["lif"]
+    kept = rec.tensors("lif")
+    torch.testing.assert_close(kept["spatial"] + kept["temporal"], torch.stack([u.grad for u in us]))
+    pairs = rec.pairs()
+    crossing = pairs[(pairs.t // 2) != (pairs.t_source // 2)]
+    assert (crossing.norm == 0).all()
+    assert (pairs[(pairs.lag == 1) & (pairs.t % 2 == 0)].norm > 0).any()
+
+
+def test_model_without_neurons_is_a_clear_error():
+    with pytest.raises(UsageError, match="no gradflow spiking neurons"):
+        gradflow.record(nn.Linear(2, 2))
+
+
+def test_nothing_recorded_is_an_error_not_an_empty_table():
+    model, x, _ = _make("lif", "mlp")
+    with gradflow.record(model) as rec:
+        model(x)
+    with pytest.raises(UsageError, match="Nothing was recorded"):
+        rec.per_step()
+
+
+def test_t_equals_one():
+    neuron = gradflow.CLIF()
+    x = torch.randn(1, 10, requires_grad=True)
+    with gradflow.record(neuron) as rec:
+        neuron(x + 1).sum().backward()
+    assert len(rec.per_step()) == 1 and rec.lags().relative.tolist() == [1.0]
