@@ -1,0 +1,73 @@
+"""The built-in demo checkpoints: a small LIF and a small CLIF network trained by gradflow itself.
+
+They ship as package data (``gradflow/assets/demo_lif.pt``, ``demo_clif.pt``, each well under 1 MB)
+so that ``gradflow analyze`` with no argument produces a full LIF-vs-CLIF report on a fresh machine.
+Regenerate them (a few minutes on a laptop CPU) with::
+
+    python -m gradflow.demo_checkpoints            # writes gradflow/assets/demo_{lif,clif}.pt
+
+Both are trained by :func:`gradflow.train.train` on the built-in delayed-cue task with identical
+settings (:data:`DEMO_SETTINGS`) and seed; only the neuron differs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+from .errors import DataError
+
+__all__ = ["ASSETS", "DEMO_SETTINGS", "demo_checkpoint_paths", "make_demo_checkpoints"]
+
+#: Where the shipped checkpoints live.
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+#: Training settings shared by the LIF and the CLIF demo checkpoint.
+DEMO_SETTINGS: Dict[str, object] = dict(
+    task="delay:delay=4,noise=0.05",
+    arch="mlp",
+    tau=2.0,
+    epochs=15,
+    optimizer="adam",
+    lr=3e-3,
+    batch_size=64,
+    n_train=2048,
+    n_test=512,
+    seed=0,
+    model_kwargs={"widths": [64, 64]},
+)
+
+
+def demo_checkpoint_paths() -> List[Path]:
+    """The LIF and CLIF demo checkpoints, in that order (DataError if the package data is missing)."""
+    paths = [ASSETS / "demo_lif.pt", ASSETS / "demo_clif.pt"]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"The built-in demo checkpoint {missing[0]} is missing; regenerate it with "
+            "`python -m gradflow.demo_checkpoints` or pass a checkpoint path."
+        )
+    return paths
+
+
+def make_demo_checkpoints(out_dir: Path = ASSETS, **overrides) -> Dict[str, dict]:
+    """Train the LIF and CLIF demo networks and save them to ``out_dir``; returns final history rows."""
+    from .train import train
+
+    settings = dict(DEMO_SETTINGS)
+    settings.update(overrides)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for kind in ("lif", "clif"):
+        res = train(settings["task"], neuron=kind,
+                    checkpoint=out_dir / f"demo_{kind}.pt",
+                    **{k: v for k, v in settings.items() if k != "task"})
+        results[kind] = res.history.iloc[-1].to_dict()
+    return results
+
+
+if __name__ == "__main__":  # pragma: no cover - regeneration script
+    for kind, row in make_demo_checkpoints().items():
+        print(f"{kind}: test accuracy {row['test_accuracy']:.3f}, test loss {row['test_loss']:.3f}", file=sys.stderr)
