@@ -310,6 +310,9 @@ def load_checkpoint(
         for key, value in dict(tau=tau, v_threshold=v_threshold, surrogate=surrogate, alpha=alpha).items():
             if value is not None:
                 neuron_kwargs[key] = value
+        from .neurons import build_neuron
+
+        build_neuron(neuron, **neuron_kwargs)  # bad neuron options: one clear UsageError here
         if shapes:
             notes.append(
                 f"{shapes['num_classes']} classes and {shapes['in_channels']} input "
