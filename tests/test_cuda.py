@@ -14,7 +14,9 @@ pytestmark = [
 
 
 @pytest.mark.parametrize("kind", ["lif", "clif", "plif"])
-def test_no_host_sync_inside_hooks(kind):
+def test_no_host_sync_inside_hooks(kind, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     torch.manual_seed(0)
     net = gradflow.models.build("snn5_noAP", neuron=kind, num_classes=10, T=4).cuda().train()
     x = torch.randn(4, 3, 32, 32, device="cuda")
