@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import platform
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional
 

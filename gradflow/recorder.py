@@ -36,7 +36,6 @@ transfers). Tables are assembled with one transfer when they are asked for.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 

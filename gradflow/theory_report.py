@@ -34,19 +34,13 @@ True
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
 import math
 import os
 import re
-import shutil
-import signal
-import tempfile
-import threading
 import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -58,7 +52,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .errors import UsageError
+from .atomic import atomic_directory, check_target
 from .report.plots import neuron_color
 from .report.tables import to_latex, to_markdown
 from .theory import (
@@ -861,37 +855,6 @@ def _page(p: dict, summary: dict, specs, pngs: Mapping[str, bytes], map_df: pd.D
 
 # ------------------------------------------------------------------------------------------ writing
 
-@contextlib.contextmanager
-def _sigterm_as_exit():
-    """Turn SIGTERM into SystemExit while writing, so the temporary directory is removed (main thread)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def _exit(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _check_target(out: Path, force: bool) -> None:
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not force:
-        raise UsageError(f"The output directory {out} already exists; pass --force to replace it.")
-    if out.is_symlink() or not out.is_dir():
-        raise UsageError(f"{out} exists and is not a directory; choose another --out.")
-    names = {q.name for q in out.iterdir()}
-    if names and not ({"summary.json", "index.html"} & names):
-        raise UsageError(f"{out} exists and does not look like a gradflow report (no summary.json); "
-                         "refusing to replace it even with --force.")
-
-
 def _write_into(tmp: Path, tables: Mapping[str, object], p: dict) -> None:
     for name in ("eps_curves", "lag_curves", "half_lives"):
         tables[name].to_csv(tmp / f"{name}.csv", index=False)
@@ -957,38 +920,8 @@ def write_theory_report(
                 reset=reset, v_reset=v_reset, detach_reset=detach_reset, max_lag=max_lag, T=T, mean=mean,
                 std=std, n=n, seed=seed)
     out = Path(out_dir).expanduser().absolute()
-    _check_target(out, force)
+    check_target(out, force)  # refuse early, before computing anything
     tables = _compute(p)
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as err:
-        raise UsageError(f"Cannot write the report under {parent}: {err.strerror or err}.") from err
-    try:
-        with _sigterm_as_exit():
-            _write_into(tmp, tables, p)
-            os.chmod(tmp, _dir_mode_like(tmp / "summary.json"))
-            if out.exists() or out.is_symlink():
-                _check_target(out, force)      # still replaceable now that the new report is complete
-                old = parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(out, old)
-                try:
-                    os.rename(tmp, out)
-                except BaseException:
-                    os.rename(old, out)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_directory(out, force=force) as tmp:
+        _write_into(tmp, tables, p)
     return {k: tables[k] for k in ("eps_curves", "lag_curves", "half_lives")}
-
-
-def _dir_mode_like(path: Path) -> int:
-    # mkdtemp makes a private (0o700) directory; give the report the permissions the user's umask gives
-    # a new file, with the search bit wherever the file is readable (0o644 -> 0o755)
-    mode = path.stat().st_mode & 0o777
-    return mode | ((mode & 0o444) >> 2)

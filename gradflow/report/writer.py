@@ -22,17 +22,11 @@ the new report is complete.
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
 import math
 import os
-import shutil
-import signal
-import tempfile
-import threading
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +35,7 @@ from typing import Callable, Dict, List, Mapping, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from ..errors import UsageError
+from ..atomic import atomic_directory
 from . import plots
 from ._common import (
     attach_neuron,
@@ -414,52 +408,6 @@ def _html(title: str, info, found: List[str], data: Dict[str, pd.DataFrame], fig
     return "\n".join(parts) + "\n"
 
 
-# ------------------------------------------------------------------------------------------- atomics
-
-@contextlib.contextmanager
-def _sigterm_raises():
-    """While writing, SIGTERM raises ``SystemExit(143)`` so the temporary directory is cleaned up.
-
-    Only from the main thread and only when SIGTERM still has its default handler; otherwise the
-    caller's handling stays in charge.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
-        yield
-        return
-    try:
-        previous = signal.getsignal(signal.SIGTERM)
-    except (ValueError, OSError):
-        previous = None
-    if previous is not signal.SIG_DFL:
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _check_replaceable(out: Path) -> None:
-    if out.is_symlink() or not out.is_dir():
-        raise UsageError(f"{out} exists and is not a directory; choose another --out.")
-    names = {p.name for p in out.iterdir()}
-    if names and not ({"summary.json", "index.html"} & names):
-        raise UsageError(f"{out} exists and does not look like a gradflow report (no summary.json); "
-                         "refusing to replace it even with --force.")
-
-
-def _dir_mode_like(path: Path) -> int:
-    # mkdtemp makes a 0o700 directory; give the report the mode the user's umask gives new files,
-    # plus the matching search bits (0o644 file -> 0o755 directory), without touching the umask.
-    mode = path.stat().st_mode & 0o777
-    return mode | ((mode & 0o444) >> 2)
-
-
 def _write_all(tmp: Path, title: str, summary_json: Mapping, data: Dict[str, pd.DataFrame]) -> None:
     doc = _jsonable(summary_json)
     (tmp / "summary.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -502,36 +450,6 @@ def write_report(
         raise TypeError("summary_json must be a dict")
     data = _prepare(tables)
     out = Path(out_dir).expanduser().absolute()
-    if out.exists() or out.is_symlink():
-        if not force:
-            raise UsageError(f"The output directory {out} already exists; pass --force to replace it.")
-        _check_replaceable(out)
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as err:
-        raise UsageError(f"Cannot write the report under {parent}: "
-                         f"{err.strerror or err}.") from err
-    try:
-        with _sigterm_raises():
-            _write_all(tmp, title, summary_json, data)
-            os.chmod(tmp, _dir_mode_like(tmp / "summary.json"))
-            if out.exists() or out.is_symlink():
-                old = parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(out, old)
-                try:
-                    os.rename(tmp, out)
-                except BaseException:
-                    os.rename(old, out)
-                    raise
-                if old.is_symlink():
-                    old.unlink()
-                else:
-                    shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_directory(out, force=force) as tmp:
+        _write_all(tmp, title, summary_json, data)
     return out
