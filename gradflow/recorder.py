@@ -237,9 +237,13 @@ class Recorder:
         )
         self._spike_fns[key] = trace.spikes.grad_fn
         ps.handles.append(trace.spikes.register_hook(lambda g, ps=ps: self._on_output_grad(ps, g)))
-        for t, u in enumerate(trace.u):
-            if u.requires_grad:
-                ps.handles.append(u.register_hook(lambda g, ps=ps, t=t: self._on_u_grad(ps, t, g)))
+        if trace.tap is not None:
+            # fused backend: one autograd node; its backward hands over g_out, P, temporal and delta
+            trace.tap.append(lambda g_out, P, temporal, delta, ps=ps: self._on_tap(ps, g_out, P, temporal, delta))
+        else:
+            for t, u in enumerate(trace.u):
+                if u.requires_grad:
+                    ps.handles.append(u.register_hook(lambda g, ps=ps, t=t: self._on_u_grad(ps, t, g)))
         self._pending.setdefault(key, []).append(ps)
 
     def _params_between(self, x: torch.Tensor) -> list:
@@ -283,6 +287,16 @@ class Recorder:
         if ps.arrived == len(ps.deltas) and not ps.done:
             self._finalize(ps)
 
+    def _on_tap(self, ps: _Pass, g_out, P, temporal, delta) -> None:
+        """Fused backend: the neuron's backward computed the split itself (same recursion)."""
+        if ps.done or ps.trace is None:
+            return
+        self._ensure_callback()
+        ps.g_out = g_out
+        ps.deltas = list(delta.unbind(0))
+        ps.arrived = len(ps.deltas)
+        self._finalize(ps, given=(P, temporal, delta))
+
     def _on_backward_end(self) -> None:
         """Engine callback at the end of a backward pass: close the step."""
         self._callback_queued = False
@@ -297,8 +311,11 @@ class Recorder:
             self._step += 1
 
     @torch.no_grad()
-    def _finalize(self, ps: _Pass) -> None:
-        """All ``delta[t]`` are known: compute statistics, pairs and the weight split (device only)."""
+    def _finalize(self, ps: _Pass, given=None) -> None:
+        """All ``delta[t]`` are known: compute statistics, pairs and the weight split (device only).
+
+        ``given = (P, temporal, delta)`` comes from a fused neuron's backward, which computed them.
+        """
         trace, mod = ps.trace, ps.module
         p = mod.step_params()
         ps.inv_tau = trace.inv_tau.detach() if isinstance(trace.inv_tau, torch.Tensor) else trace.inv_tau
@@ -306,13 +323,16 @@ class Recorder:
         u = torch.stack([ui.detach() for ui in trace.u])
         ref = u
         zeros = torch.zeros_like(ref)
-        delta = torch.stack([d if d is not None else zeros for d in ps.deltas])
-        g_out = ps.g_out if ps.g_out is not None else zeros
         sg = surrogate_grad(u - p.v_threshold, p.surrogate)
-        P = g_out * sg
         jac = _step_jacobian(mod, trace, u)
         a = _charge_gain(trace.inv_tau)
-        temporal = _temporal_from_deltas(delta, jac, a, trace.cut)
+        if given is not None:
+            P, temporal, delta = given
+        else:
+            delta = torch.stack([d if d is not None else zeros for d in ps.deltas])
+            g_out = ps.g_out if ps.g_out is not None else zeros
+            P = g_out * sg
+            temporal = _temporal_from_deltas(delta, jac, a, trace.cut)
         eps = a * jac["vu"]
         if trace.cut:
             eps = eps.clone()
