@@ -1,11 +1,13 @@
 """Built-in tasks, generated on the fly from a seed (no download).
 
-=========  =====================================================  ==========================
-name       what                                                   input
-=========  =====================================================  ==========================
-delay      delayed cue recall; difficulty = the delay ``D``        ``[T, N, F]``, T = cue+D+readout
-shapes     drawn shapes (disk, square, ...), static over ``T``     ``[N, C, H, W]``
-=========  =====================================================  ==========================
+==========  ====================================================  ==========================
+name        what                                                  input
+==========  ====================================================  ==========================
+delay       delayed cue recall; difficulty = the delay ``D``       ``[T, N, F]``, T = cue+D+readout
+shapes      drawn shapes (disk, square, ...), static over ``T``    ``[N, C, H, W]``
+cifar10     CIFAR-10 from a local python-version directory         ``[N, 3, 32, 32]``
+cifar100    CIFAR-100 from a local python-version directory        ``[N, 3, 32, 32]``
+==========  ====================================================  ==========================
 
 Every task has ``sample(n, seed, split)``, ``splits(n_train, n_test, seed)``, ``T``,
 ``input_shape``, ``num_classes``, ``chance``, ``time_major``, ``readout`` and the scoring methods
@@ -22,17 +24,26 @@ Every task has ``sample(n, seed, split)``, ``splits(n_train, n_test, seed)``, ``
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import functools
+import inspect
+from typing import Any, Dict, Optional
 
 from ..errors import UsageError
 from .base import Task
+from .cifar import Cifar, make_cifar
 from .delay import DelayedCue
 from .shapes import SHAPE_NAMES, Shapes
 
-__all__ = ["Task", "DelayedCue", "Shapes", "SHAPE_NAMES", "TASKS", "make_task", "parse_task"]
+__all__ = ["Task", "DelayedCue", "Shapes", "Cifar", "SHAPE_NAMES", "TASKS", "make_task", "parse_task",
+           "parse_data"]
 
-#: Task classes by name.
-TASKS = {"delay": DelayedCue, "shapes": Shapes}
+#: Task factories by name (CIFAR needs ``root``, a local directory).
+TASKS = {
+    "delay": DelayedCue,
+    "shapes": Shapes,
+    "cifar10": functools.partial(Cifar, which="cifar10"),
+    "cifar100": functools.partial(Cifar, which="cifar100"),
+}
 
 
 def make_task(name: str, **opts: Any) -> Task:
@@ -44,9 +55,7 @@ def make_task(name: str, **opts: Any) -> Task:
     try:
         return cls(**opts)
     except TypeError:
-        import inspect
-
-        known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        known = [p for p in inspect.signature(cls).parameters if p not in ("self", "which")]
         bad = sorted(set(opts) - set(known))
         raise UsageError(f"Unknown option(s) {', '.join(bad)} for task {key!r}; "
                          f"it takes {', '.join(known)}.") from None
@@ -76,3 +85,11 @@ def parse_task(spec: str, **overrides: Any) -> Task:
         opts["delay" if key == "D" else key] = _value(val.strip())
     opts.update({k: v for k, v in overrides.items() if v is not None})
     return make_task(name.strip(), **opts)
+
+
+def parse_data(spec: str, T: Optional[int] = None) -> Task:
+    """A dataset task from ``cifar10:DIR`` or ``cifar100:DIR`` (``T`` steps, default 4)."""
+    kind, _, root = str(spec).partition(":")
+    if kind.lower() not in ("cifar10", "cifar100"):
+        raise UsageError(f"Unknown --data {spec!r}; use cifar10:DIR or cifar100:DIR.")
+    return make_cifar(kind.lower(), root, 4 if T is None else T)
