@@ -368,7 +368,7 @@ def load_checkpoint(
     return LoadedModel(model=model, format=fmt, config=config, path=str(p), notes=notes, meta=meta)
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, /, **meta: Any) -> Path:
     """Write a self-describing gradflow checkpoint ``{"gradflow": config, "state_dict": ...}`` atomically.
 
     ``model`` must carry ``config`` (every gradflow architecture does). ``meta`` entries (``task``,

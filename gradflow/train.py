@@ -205,20 +205,16 @@ def checkpoint_meta(model: nn.Module, task: Task, **extra: Any) -> Dict[str, Any
 
 
 def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module, task: Task, **extra: Any) -> Dict:
-    """Write ``{"gradflow": meta, "state_dict": ...}`` to ``path`` atomically; returns the dict."""
-    ckpt = {"gradflow": checkpoint_meta(model, task, **extra),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return ckpt
+    """Write ``{"gradflow": meta, "state_dict": ...}`` to ``path`` atomically; returns ``{"gradflow": meta}``.
+
+    The file is written by :func:`gradflow.checkpoints.save_checkpoint`; ``meta`` is
+    :func:`checkpoint_meta` (model config, task, training facts).
+    """
+    from . import checkpoints
+
+    meta = checkpoint_meta(model, task, **extra)
+    checkpoints.save_checkpoint(model, path, **meta)
+    return {"gradflow": meta}
 
 
 def load_checkpoint(source: Union[str, os.PathLike, Dict], **neuron_overrides: Any):
@@ -232,13 +228,9 @@ def load_checkpoint(source: Union[str, os.PathLike, Dict], **neuron_overrides: A
     if isinstance(source, dict):
         ckpt = source
     else:
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise DataError(f"No checkpoint file at {path!r}.")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is a data error
-            raise DataError(f"{path!r} is not a readable gradflow checkpoint ({type(err).__name__}).") from None
+        from .checkpoints import read_file
+
+        ckpt = read_file(source)  # safe load (weights_only), one-sentence errors
     if not isinstance(ckpt, dict) or "gradflow" not in ckpt or "state_dict" not in ckpt:
         raise DataError("Not a gradflow checkpoint: expected a dict with 'gradflow' and 'state_dict' keys.")
     meta = ckpt["gradflow"]
