@@ -52,10 +52,14 @@ __all__ = [
     "CLIF",
     "PLIF",
     "NEURONS",
+    "BACKENDS",
     "build_neuron",
 ]
 
 Scalar = Union[float, torch.Tensor]
+
+#: Implementations of the multi-step forward/backward (see :class:`SpikingNeuron`).
+BACKENDS = ("torch", "fused")
 
 
 class NeuronParams(NamedTuple):
@@ -96,6 +100,13 @@ class NeuronTrace(NamedTuple):
     ``spikes``: the module's output ``[T, N, ...]``, whose gradient is ``g_out`` of SPEC §2;
     ``inv_tau``: ``1/tau`` used in the step (a tensor for PLIF); ``cut``: the steps ``t`` whose
     incoming state was detached (truncated BPTT), where no gradient flows from ``t`` to ``t-1``.
+
+    ``backend``: ``"torch"`` (the per-step autograd graph above) or ``"fused"``
+    (:mod:`gradflow.fused`). With ``"fused"`` only ``x`` and ``spikes`` are graph nodes (a hook on
+    ``spikes`` still sees ``g_out``); ``u`` and the tensors in ``prev`` are detached values, and
+    ``tap`` is a list the observer may append callables to: the fused backward calls each as
+    ``fn(g_out, P, temporal, delta)`` (device tensors ``[T, N, ...]``) once it has computed them.
+    ``tap`` is None for the torch backend.
     """
 
     x: torch.Tensor
@@ -104,6 +115,8 @@ class NeuronTrace(NamedTuple):
     spikes: torch.Tensor
     inv_tau: Scalar
     cut: tuple = ()
+    backend: str = "torch"
+    tap: Optional[list] = None
 
 
 class NeuronOutput(NamedTuple):
@@ -204,6 +217,13 @@ class SpikingNeuron(nn.Module):
     ``surrogate`` and its ``alpha`` (None = the surrogate's default), ``detach_reset``,
     ``decay_input``; ``smooth_forward`` is for gradient checks only.
 
+    ``backend``: ``"torch"`` (default) runs the step functions with autograd, so that every
+    per-step tensor is a graph node observers can hook; ``"fused"`` runs all steps in one custom
+    autograd node with a hand-derived backward (:mod:`gradflow.fused`: same outputs and gradients to
+    float rounding, less memory, faster; gradients are not differentiable again, so no double
+    backward). ``forward(x, return_states=True)`` always takes the torch path (its ``u``, ``v``, ``m``
+    are differentiable). Switch a built model with ``m.backend = "fused"`` on its neurons.
+
     ``truncate=k`` truncates back-propagation through time to blocks of ``k`` steps: the state
     (``v``, and ``m`` for CLIF) entering every step ``t`` with ``t % k == 0`` is detached, so no
     gradient crosses a block boundary through the neuron's own state (``k=1``: spatial gradients
@@ -223,6 +243,7 @@ class SpikingNeuron(nn.Module):
         decay_input: bool = False,
         smooth_forward: bool = False,
         truncate: Optional[int] = None,
+        backend: str = "torch",
     ):
         super().__init__()
         self.tau = _check_positive_float("tau", tau, above=1.0)
@@ -235,6 +256,7 @@ class SpikingNeuron(nn.Module):
         self.decay_input = bool(decay_input)
         self.smooth_forward = bool(smooth_forward)
         self.truncate = truncate
+        self.backend = backend
         self._step_observers: "OrderedDict[int, Callable]" = OrderedDict()
 
     # -- parameters and state
@@ -248,6 +270,17 @@ class SpikingNeuron(nn.Module):
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise UsageError(f"truncate must be a positive integer number of steps, got {k!r}.")
         self._truncate = k
+
+    @property
+    def backend(self) -> str:
+        """``"torch"`` (autograd through the step functions) or ``"fused"`` (:mod:`gradflow.fused`)."""
+        return getattr(self, "_backend", "torch")  # modules pickled before backends existed
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        if name not in BACKENDS:
+            raise UsageError(f"Unknown neuron backend {name!r}; choose one of {', '.join(BACKENDS)}.")
+        self._backend = name
 
     @property
     def params(self) -> NeuronParams:
@@ -296,7 +329,7 @@ class SpikingNeuron(nn.Module):
         return (
             f"tau={self.current_tau():.4g}, v_threshold={self.v_threshold:g}, reset={reset}, "
             f"surrogate={self.sur.name}(alpha={self.sur.alpha:g}), detach_reset={self.detach_reset}, "
-            f"decay_input={self.decay_input}"
+            f"decay_input={self.decay_input}" + ("" if self.backend == "torch" else f", backend={self.backend}")
         )
 
     # -- multi-step forward
@@ -309,6 +342,8 @@ class SpikingNeuron(nn.Module):
             raise UsageError(f"{type(self).__name__} expects a floating-point input, got {x.dtype}.")
         p = self.step_params()
         k = self.inv_tau()
+        if getattr(self, "_backend", "torch") == "fused" and not return_states:
+            return self._forward_fused(x, p, k)
         state = self.init_state(x[0])
         us: List[torch.Tensor] = []
         prev: list = []
@@ -337,6 +372,26 @@ class SpikingNeuron(nn.Module):
         v = torch.stack([st.v for st in states])
         m = torch.stack([st.m for st in states]) if isinstance(state, CLIFState) else None
         return NeuronOutput(out, torch.stack(us), v, m)
+
+    def _forward_fused(self, x: torch.Tensor, p: NeuronParams, k: Scalar) -> torch.Tensor:
+        """All steps in one :mod:`gradflow.fused` node; observers get detached ``u``/``prev`` and a ``tap``."""
+        from . import fused
+
+        multistep = fused.clif_multistep if isinstance(self, CLIF) else fused.lif_multistep
+        if not self._step_observers:
+            return multistep(x, k, p, self.truncate)
+        tap: list = []
+        res = multistep(x, k, p, self.truncate, want_states=True, tap=tap)
+        out, u = res[0], res[1]
+        if isinstance(self, CLIF):
+            prev = [CLIFState(v, m) for v, m in zip(res[2].unbind(0), res[3].unbind(0))]
+        else:
+            prev = [LIFState(v) for v in res[2].unbind(0)]
+        cut = fused.cut_steps(x.shape[0], self.truncate)
+        trace = NeuronTrace(x, list(u.unbind(0)), prev, out, k, cut, "fused", tap)
+        for fn in list(self._step_observers.values()):
+            fn(self, trace)
+        return out
 
 
 class LIF(SpikingNeuron):

@@ -1,0 +1,104 @@
+"""`gradflow bench`: the quick run writes valid JSON with the documented fields; the baseline neuron is
+the same neuron. No timing assertions (the numbers are for people, never for tests)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import gradflow
+from gradflow.bench import (
+    NEURON_COLUMNS,
+    TARGETS,
+    TRAIN_COLUMNS,
+    TRAIN_VARIANTS,
+    StepwiseNeuron,
+    _saved_bytes,
+    _stepwise,
+    targets,
+)
+from gradflow_cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("kind", ["lif", "clif"])
+def test_stepwise_baseline_is_the_same_neuron(kind):
+    torch.manual_seed(0)
+    x = torch.randn(8, 30, dtype=torch.float64) + 0.7
+    e = torch.randn_like(x)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    base = StepwiseNeuron(kind)
+    s1 = _stepwise(base, x1)
+    s2 = gradflow.build_neuron(kind)(x2)
+    assert torch.equal(s1, s2)
+    (s1 * e).sum().backward()
+    (s2 * e).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)
+    # the state is kept between calls and cleared by reset()
+    assert isinstance(base.v, torch.Tensor)
+    base.reset()
+    assert base.v == 0.0 and base.m == 0.0
+
+
+def test_saved_bytes_counts_distinct_storages():
+    x = torch.randn(100, requires_grad=True)
+    # sigmoid saves its output (400 bytes); x * x saves x twice, which is excluded as the input
+    assert _saved_bytes(lambda: (x * x).sigmoid(), exclude=(x,)) == 400
+
+
+def test_bench_quick_writes_json(tmp_path):
+    out = tmp_path / "sub" / "bench.json"
+    res = runner.invoke(app, ["bench", "--quick", "--quiet", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "speedup" in res.output and "x plain" in res.output
+    data = json.loads(out.read_text())
+    assert set(data) == {"meta", "neurons", "training", "targets"}
+    meta = data["meta"]
+    for key in ("quick", "device", "threads", "torch", "timing", "memory_saved", "memory_peak", "settings", "models"):
+        assert key in meta
+    assert meta["quick"] is True and meta["device"] == "cpu"
+    rows = data["neurons"]
+    assert rows and all(set(r) == set(NEURON_COLUMNS) for r in rows)
+    assert {r["variant"] for r in rows} >= {"baseline", "torch", "fused"}
+    assert {r["neuron"] for r in rows} == {"lif", "clif"}
+    for r in rows:
+        assert r["time_ms"] > 0 and r["saved_mb"] >= 0
+        if r["variant"] == "baseline":
+            assert r["time_ratio"] == 1.0 and r["saved_ratio"] == 1.0
+    train = data["training"]
+    assert train and all(set(r) == set(TRAIN_COLUMNS) for r in train)
+    assert {r["model"] for r in train} == {"mlp", "spiking_resnet18"}
+    assert {r["variant"] for r in train} == set(TRAIN_VARIANTS)
+    assert set(data["targets"]) == set(TARGETS)
+    for tgt in data["targets"].values():
+        assert set(tgt) == {"value", "target", "met"}
+
+
+def test_bench_rejects_bad_options(tmp_path):
+    res = runner.invoke(app, ["bench", "--quick", "--part", "everything"])
+    assert res.exit_code == 2 and "--part" in res.output
+    res = runner.invoke(app, ["bench", "--quick", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "directory" in res.output
+    if not torch.cuda.is_available():
+        res = runner.invoke(app, ["bench", "--quick", "--device", "cuda"])
+        assert res.exit_code == 2 and "CUDA" in res.output
+
+
+def test_targets_without_measurements():
+    got = targets(None, None)
+    assert all(v["value"] is None and v["met"] is None for v in got.values())
+    assert not any(isinstance(v["value"], float) and math.isnan(v["value"]) for v in got.values())
+
+
+def test_doctests():
+    import doctest
+
+    import gradflow.bench
+
+    result = doctest.testmod(gradflow.bench, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
