@@ -46,7 +46,7 @@ from torch import nn
 
 from .errors import UsageError
 from .neurons import CLIFState, NeuronTrace, SpikingNeuron
-from .surrogate import surrogate_grad
+from .surrogate import spike, surrogate_grad
 
 __all__ = ["record", "Recorder", "PER_STEP_COLUMNS", "PAIRS_COLUMNS", "LAGS_COLUMNS", "WEIGHTS_COLUMNS"]
 
@@ -227,6 +227,8 @@ class Recorder:
         # A new forward of this module forgets earlier forwards whose backward never started.
         for old in self._pending.pop(key, []):
             old.release()
+        if not isinstance(trace.prev[0], CLIFState):
+            trace = trace._replace(prev=[trace.prev[0]])  # LIF: only the state type is needed later
         ps = _Pass(
             module=module,
             name=self._names[key],
@@ -324,7 +326,7 @@ class Recorder:
         ref = u
         zeros = torch.zeros_like(ref)
         sg = surrogate_grad(u - p.v_threshold, p.surrogate)
-        jac = _step_jacobian(mod, trace, u)
+        jac = _step_jacobian(mod, trace, u, sg)
         a = _charge_gain(trace.inv_tau)
         if given is not None:
             P, temporal, delta = given
@@ -539,7 +541,8 @@ def record(
 
 
 def _sq(x: torch.Tensor, dims) -> torch.Tensor:
-    return x.double().square().sum(dims)
+    """Sum of squares over ``dims``, accumulated in float64 (no float64 copy of ``x``)."""
+    return x.square().sum(dims, dtype=torch.float64)
 
 
 def _charge_gain(inv_tau) -> object:
@@ -549,32 +552,35 @@ def _charge_gain(inv_tau) -> object:
     return 1.0 - inv_tau
 
 
-def _step_jacobian(mod: SpikingNeuron, trace: NeuronTrace, u: torch.Tensor) -> dict:
+def _step_jacobian(mod: SpikingNeuron, trace: NeuronTrace, u: torch.Tensor, sg: torch.Tensor) -> dict:
     """Elementwise partials of one fire/reset step, evaluated at all recorded steps at once.
 
     Returns ``vu = dv[t]/du[t]``, and for CLIF also ``mu = dm[t]/du[t]``, ``vm = dv[t]/dm[t-1]``,
-    ``mm = dm[t]/dm[t-1]`` (each ``[T, N, ...]``), by autograd through the neuron's own
-    ``fire_reset`` (so surrogate, reset mode and ``detach_reset`` are exactly the module's).
-    Elementwise maps make ``grad(sum(out), in)`` equal to the Jacobian's diagonal.
+    ``mm = dm[t]/dm[t-1]`` (each ``[T, N, ...]``). LIF/PLIF use the closed form
+    (soft: ``1 - theta sg``, hard: ``(1 - s) + (v_reset - u) sg``; detached: ``1`` / ``1 - s``);
+    CLIF goes through autograd of the neuron's own ``fire_reset`` (so surrogate and
+    ``detach_reset`` are exactly the module's): elementwise maps make ``grad(sum(out), in)`` equal to
+    the Jacobian's diagonal. ``tests/test_recorder.py`` checks both against autograd of the model.
     """
     p = mod.step_params()
+    if not isinstance(trace.prev[0], CLIFState):
+        if p.v_reset is None:
+            vu = torch.ones_like(u) if p.detach_reset else 1.0 - p.v_threshold * sg
+        else:
+            s = spike(u - p.v_threshold, p.surrogate, p.smooth)
+            vu = 1.0 - s if p.detach_reset else (1.0 - s) + (p.v_reset - u) * sg
+        return {"vu": vu}
     inv_tau = trace.inv_tau.detach() if isinstance(trace.inv_tau, torch.Tensor) else trace.inv_tau
-    is_clif = isinstance(trace.prev[0], CLIFState)
     with torch.enable_grad():
         ur = u.detach().clone().requires_grad_(True)
-        if is_clif:
-            mr = torch.stack([st.m.detach() for st in trace.prev]).requires_grad_(True)
-            state = CLIFState(torch.zeros_like(ur), mr)
-            _, new = mod.fire_reset(ur, state, p, inv_tau)
-            vu, vm = torch.autograd.grad(new.v.sum(), (ur, mr), retain_graph=True, allow_unused=True)
-            mu, mm = torch.autograd.grad(new.m.sum(), (ur, mr), allow_unused=True)
-            z = torch.zeros_like(ur)
-            fill = lambda g: z if g is None else g  # noqa: E731
-            return {"vu": fill(vu).detach(), "vm": fill(vm).detach(), "mu": fill(mu).detach(), "mm": fill(mm).detach()}
-        state = type(trace.prev[0])(torch.zeros_like(ur))
+        mr = torch.stack([st.m.detach() for st in trace.prev]).requires_grad_(True)
+        state = CLIFState(torch.zeros_like(ur), mr)
         _, new = mod.fire_reset(ur, state, p, inv_tau)
-        (vu,) = torch.autograd.grad(new.v.sum(), (ur,), allow_unused=True)
-        return {"vu": (torch.zeros_like(ur) if vu is None else vu).detach()}
+        vu, vm = torch.autograd.grad(new.v.sum(), (ur, mr), retain_graph=True, allow_unused=True)
+        mu, mm = torch.autograd.grad(new.m.sum(), (ur, mr), allow_unused=True)
+    z = torch.zeros_like(ur)
+    fill = lambda g: z if g is None else g.detach()  # noqa: E731
+    return {"vu": fill(vu), "vm": fill(vm), "mu": fill(mu), "mm": fill(mm)}
 
 
 def _temporal_from_deltas(delta: torch.Tensor, jac: dict, a, cut) -> torch.Tensor:
@@ -650,8 +656,18 @@ def _weight_split(trace: NeuronTrace, P: torch.Tensor, temporal: torch.Tensor, p
     k = trace.inv_tau.detach() if isinstance(trace.inv_tau, torch.Tensor) else trace.inv_tau
     scale = k if p.decay_input else 1.0
     x = trace.x
-    gs = torch.autograd.grad(x, params, grad_outputs=(P * scale).to(x.dtype), retain_graph=True, allow_unused=True)
-    gt = torch.autograd.grad(x, params, grad_outputs=(temporal * scale).to(x.dtype), retain_graph=True, allow_unused=True)
+    try:
+        # one vmapped pass for both cotangents (spatial, temporal)
+        both = torch.stack([P * scale, temporal * scale]).to(x.dtype)
+        grads = torch.autograd.grad(x, params, grad_outputs=both, retain_graph=True, allow_unused=True,
+                                    is_grads_batched=True)
+        gs = [None if g is None else g[0] for g in grads]
+        gt = [None if g is None else g[1] for g in grads]
+    except RuntimeError:  # an op without a batching rule: two plain passes
+        gs = torch.autograd.grad(x, params, grad_outputs=(P * scale).to(x.dtype), retain_graph=True,
+                                 allow_unused=True)
+        gt = torch.autograd.grad(x, params, grad_outputs=(temporal * scale).to(x.dtype), retain_graph=True,
+                                 allow_unused=True)
     rows = []
     for prm, a, b in zip(params, gs, gt):
         a = torch.zeros_like(prm) if a is None else a
