@@ -268,7 +268,8 @@ def _theory(tables, layers, max_lag, model_name, warnings) -> pd.DataFrame:
 
 
 def combine(results: Dict[str, Analysis]) -> Analysis:
-    """Several analyses side by side: every table gets a first column ``run``; summary lists the runs."""
+    """Several analyses side by side: every table gets a last column ``run`` (SPEC §3: extra columns
+    follow the documented ones); the summary lists the runs."""
     if len(results) == 1:
         return next(iter(results.values()))
     tables: Dict[str, pd.DataFrame] = {}
@@ -280,7 +281,7 @@ def combine(results: Dict[str, Analysis]) -> Analysis:
         for run, res in results.items():
             if name in res.tables:
                 df = res.tables[name].copy()
-                df.insert(0, "run", run)
+                df["run"] = run
                 parts.append(df)
         tables[name] = pd.concat(parts, ignore_index=True)
     summary = {"runs": {run: res.summary for run, res in results.items()}, "versions": versions()}

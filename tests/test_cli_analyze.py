@@ -56,7 +56,8 @@ def test_demo_report_columns(demo_report):
     for name, cols in [("per_step", PER_STEP_COLUMNS), ("pairs", PAIRS_COLUMNS), ("lags", LAGS_COLUMNS),
                        ("weights", WEIGHTS_COLUMNS)]:
         df = pd.read_csv(out / f"{name}.csv")
-        assert list(df.columns[1:1 + len(cols)]) == cols, name  # comparison report: `run` first
+        assert list(df.columns[: len(cols)]) == cols, name  # SPEC columns first, then extras
+        assert df.columns[-1] == "run"
         assert set(df["run"]) == {"LIF", "CLIF"}
     theory = pd.read_csv(out / "theory.csv")
     for col in ["layer", "lag", "measured_relative", "predicted_relative", "relative_error"]:
