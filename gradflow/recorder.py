@@ -458,7 +458,12 @@ class Recorder:
         return pd.concat(frames, ignore_index=True)[LAGS_COLUMNS]
 
     def weights(self) -> pd.DataFrame:
-        """One row per (step, layer, param): norms of the spatial, temporal and total parameter gradient."""
+        """One row per (step, layer, param): norms of the spatial, temporal and total parameter gradient.
+
+        Under ``torch.distributed`` the squared norms of the ranks' gradients are summed before the
+        square root (SPEC §2's rule for every norm), i.e. the root-sum-square of per-rank norms, not
+        the norm of the all-reduced gradient; ``temporal_share`` is formed from those.
+        """
         passes = self._collect()
         if not self.weights_enabled:
             raise UsageError("The weight split was not recorded; use gradflow.record(model, weights=True).")
