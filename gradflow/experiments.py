@@ -292,6 +292,12 @@ def _T_sweep(out: str, seeds: Sequence[int], quick: bool, log: Log) -> Dict[str,
     configs = [dict(T=T, neuron=nk, **base) for T in Ts for nk in ("lif", "clif")]
     runs = _grid(configs, seeds, log)
     summary = summarize_runs(runs, ["T", "neuron"])
+    _plot_accuracy_vs_T(summary, out, "Static shapes task: accuracy vs T", "accuracy_vs_T")
+    return {"runs": runs, "summary": summary}
+
+
+def _plot_accuracy_vs_T(summary: pd.DataFrame, out: str, title: str, name: str) -> None:
+    """Mean ± std test accuracy against T, one line per neuron type, saved as ``figures/<name>``."""
     fig = Figure(figsize=(6.4, 4))
     ax = fig.subplots()
     for nk, d in summary.groupby("neuron", sort=False):
@@ -299,10 +305,9 @@ def _T_sweep(out: str, seeds: Sequence[int], quick: bool, log: Log) -> Dict[str,
                     color=COLORS[nk], label=nk.upper())
     ax.set_xlabel("time steps T")
     ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_title("Static shapes task: accuracy vs T")
+    ax.set_title(title)
     ax.legend()
-    _save(fig, out, "accuracy_vs_T")
-    return {"runs": runs, "summary": summary}
+    _save(fig, out, name)
 
 
 def _T_sweep_conv(out: str, seeds: Sequence[int], quick: bool, log: Log) -> Dict[str, pd.DataFrame]:
@@ -314,16 +319,7 @@ def _T_sweep_conv(out: str, seeds: Sequence[int], quick: bool, log: Log) -> Dict
     configs = [dict(T=T, neuron=nk, **base) for T in Ts for nk in ("lif", "clif")]
     runs = _grid(configs, seeds, log)
     summary = summarize_runs(runs, ["T", "neuron"])
-    fig = Figure(figsize=(6.4, 4))
-    ax = fig.subplots()
-    for nk, d in summary.groupby("neuron", sort=False):
-        ax.errorbar(d["T"], d.test_accuracy_mean, yerr=d.test_accuracy_std, marker="o", capsize=3,
-                    color=COLORS[nk], label=nk.upper())
-    ax.set_xlabel("time steps T")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_title("snn5_noAP on 32x32 shapes: accuracy vs T")
-    ax.legend()
-    _save(fig, out, "accuracy_vs_T_snn5")
+    _plot_accuracy_vs_T(summary, out, "snn5_noAP on 32x32 shapes: accuracy vs T", "accuracy_vs_T_snn5")
     return {"runs": runs, "summary": summary}
 
 

@@ -152,34 +152,33 @@ def lag_profile(lags: pd.DataFrame) -> pd.DataFrame:
     return prof[out_cols].reset_index(drop=True)
 
 
-def _current_share(per_step: pd.DataFrame, keys: List[str]) -> pd.Series:
-    # Norms over all t per step, then SPEC §3's share, then the mean over steps.
-    sp = as_float(per_step["grad_spatial_norm"])
-    tp = as_float(per_step["grad_temporal_norm"])
+def _pooled_share(df: pd.DataFrame, keys: List[str], spatial: str, temporal: str, name: str) -> pd.Series:
+    """SPEC §3's ``temporal / (spatial + temporal)`` on norms pooled per step, then the mean over steps.
+
+    Pooling adds squared norms over the rows of one step (time steps of ``per_step``, parameters of
+    ``weights``); rows with a non-finite norm are left out.
+    """
+    sp = as_float(df[spatial])
+    tp = as_float(df[temporal])
     ok = np.isfinite(sp) & np.isfinite(tp)
-    d = per_step.loc[ok, keys + ["step"]].copy()
+    d = df.loc[ok, keys + ["step"]].copy()
     d["_sp2"], d["_tp2"] = sp[ok] ** 2, tp[ok] ** 2
     if d.empty:
-        return pd.Series(dtype=float, name="temporal_share")
+        return pd.Series(dtype=float, name=name)
     s = d.groupby(keys + ["step"], sort=False)[["_sp2", "_tp2"]].sum()
     spn, tpn = np.sqrt(s["_sp2"]), np.sqrt(s["_tp2"])
     share = (tpn / (spn + tpn)).where((spn + tpn) > 0)
-    return share.groupby(level=keys, sort=False).mean().rename("temporal_share")
+    return share.groupby(level=keys, sort=False).mean().rename(name)
+
+
+def _current_share(per_step: pd.DataFrame, keys: List[str]) -> pd.Series:
+    # Norms over all t per step, then SPEC §3's share, then the mean over steps.
+    return _pooled_share(per_step, keys, "grad_spatial_norm", "grad_temporal_norm", "temporal_share")
 
 
 def _weight_share(weights: pd.DataFrame, keys: List[str]) -> pd.Series:
     # Pool the parameters of a layer into one gradient vector per step, then share, then mean.
-    sp = as_float(weights["spatial_norm"])
-    tp = as_float(weights["temporal_norm"])
-    ok = np.isfinite(sp) & np.isfinite(tp)
-    d = weights.loc[ok, keys + ["step"]].copy()
-    d["_sp2"], d["_tp2"] = sp[ok] ** 2, tp[ok] ** 2
-    if d.empty:
-        return pd.Series(dtype=float, name="weight_temporal_share")
-    s = d.groupby(keys + ["step"], sort=False)[["_sp2", "_tp2"]].sum()
-    spn, tpn = np.sqrt(s["_sp2"]), np.sqrt(s["_tp2"])
-    share = (tpn / (spn + tpn)).where((spn + tpn) > 0)
-    return share.groupby(level=keys, sort=False).mean().rename("weight_temporal_share")
+    return _pooled_share(weights, keys, "spatial_norm", "temporal_norm", "weight_temporal_share")
 
 
 def _lag_stats(lags: pd.DataFrame, keys: List[str]) -> pd.DataFrame:
