@@ -62,7 +62,8 @@ def surrogate_grad(x: torch.Tensor, sur: Surrogate) -> torch.Tensor:
     """``sg(x)`` elementwise, ``x = u - theta`` (same shape and dtype as ``x``)."""
     a = sur.alpha
     if sur.name == "rectangle":
-        return (x.abs() <= a / 2).to(x.dtype) * (1.0 / a)
+        # comparison written straight into a float tensor: converting a bool mask is far slower on CPU
+        return torch.le(x.abs(), a / 2, out=torch.empty_like(x)).mul_(1.0 / a)
     if sur.name == "sigmoid":
         sig = torch.sigmoid(a * x)
         return a * sig * (1.0 - sig)
@@ -103,7 +104,7 @@ class _SpikeFunction(torch.autograd.Function):
         sur = Surrogate(name, alpha)
         if smooth:
             return primitive(x, sur)
-        return (x >= 0).to(x.dtype)
+        return torch.ge(x, 0, out=torch.empty_like(x))  # H(x), H(0) = 1
 
     @staticmethod
     def setup_context(ctx, inputs, output):
