@@ -97,28 +97,8 @@ def test_fused_hand_trajectories():
     assert gradflow.CLIF(tau=2.0, backend="fused")(X).tolist() == [[0, 1], [0, 0], [1, 0], [0, 1], [0, 0]]
 
 
-GC_CONFIGS = [dict(), dict(v_reset=0.0), dict(decay_input=True), dict(v_reset=-0.2, decay_input=True)]
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("surrogate", ["sigmoid", "atan"])
-@pytest.mark.parametrize("cfg", range(len(GC_CONFIGS)))
-def test_gradcheck_fused_smooth(kind, surrogate, cfg):
-    """float64 gradcheck of the fused backward against finite differences (primitive forward)."""
-    cfg = GC_CONFIGS[cfg]
-    if kind == "clif" and "v_reset" in cfg:
-        pytest.skip("CLIF has only the soft reset")
-    torch.manual_seed(0)
-    neuron = build_neuron(kind, tau=1.7, surrogate=surrogate, smooth_forward=True, backend="fused", **cfg).double()
-    x = (torch.randn(5, 3, dtype=torch.float64) * 0.7 + 0.8).requires_grad_()
-    assert torch.autograd.gradcheck(neuron, (x,), eps=1e-6, atol=1e-7)
-    if kind == "plif":
-        w0 = neuron.w.detach().clone().requires_grad_()
-
-        def f(w):
-            return torch.func.functional_call(neuron, {"w": w}, (x.detach(),))
-
-        assert torch.autograd.gradcheck(f, (w0,), eps=1e-6, atol=1e-7)
+# The module-level gradcheck of the fused backend is tests/test_neurons.py::test_gradcheck_smooth_neuron,
+# parametrized over both backends.
 
 
 def test_gradcheck_fused_functions_directly():

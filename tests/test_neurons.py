@@ -10,7 +10,7 @@ import torch
 import gradflow
 from gradflow.errors import UsageError
 from gradflow.neurons import CLIF, LIF, PLIF, build_neuron
-from gradflow.surrogate import SURROGATES, Surrogate, make_surrogate, primitive, spike, surrogate_grad
+from gradflow.surrogate import SURROGATES, Surrogate, make_surrogate, primitive, spike
 
 # inputs [T=5, N=2]
 X = [[0.6, 1.5], [0.6, 0.2], [0.6, 0.95], [0.3, 1.1], [1.0, 0.0]]
@@ -117,16 +117,17 @@ CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["torch", "fused"])
 @pytest.mark.parametrize("kind", ["lif", "clif", "plif"])
 @pytest.mark.parametrize("surrogate", ["sigmoid", "atan"])
 @pytest.mark.parametrize("cfg", range(len(CONFIGS)))
-def test_gradcheck_smooth_neuron(kind, surrogate, cfg):
-    """float64 gradcheck of the whole multi-step neuron with the smooth (primitive) forward."""
+def test_gradcheck_smooth_neuron(kind, surrogate, cfg, backend):
+    """float64 gradcheck of the whole multi-step neuron (either backend) with the smooth (primitive) forward."""
     cfg = CONFIGS[cfg]
     if kind == "clif" and "v_reset" in cfg:
         pytest.skip("CLIF has only the soft reset")
     torch.manual_seed(0)
-    neuron = build_neuron(kind, tau=1.7, surrogate=surrogate, smooth_forward=True, **cfg).double()
+    neuron = build_neuron(kind, tau=1.7, surrogate=surrogate, smooth_forward=True, backend=backend, **cfg).double()
     x = (torch.randn(5, 3, dtype=torch.float64) * 0.7 + 0.8).requires_grad_()
     assert torch.autograd.gradcheck(neuron, (x,), eps=1e-6, atol=1e-7)
     if kind == "plif":
