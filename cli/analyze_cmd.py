@@ -68,9 +68,9 @@ def analyze_command(
     """Record spatial vs temporal gradients of a checkpoint and write tables, figures and an HTML report."""
     from gradflow import report
     from gradflow.analysis import analyze, combine
-    from gradflow.checkpoints import load_checkpoint
-    from gradflow.data import resolve_input
-    from gradflow.demo_checkpoints import demo_checkpoint_paths
+    from gradflow.io.checkpoints import load_checkpoint
+    from gradflow.io.inputs import resolve_input
+    from gradflow.io.checkpoints import demo_checkpoint_paths
     from gradflow.errors import UsageError
 
     if T is not None and T <= 0:

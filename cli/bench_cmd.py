@@ -1,4 +1,4 @@
-"""``gradflow bench``: neuron and recording speed/memory (a thin command over :func:`gradflow.bench.run_bench`)."""
+"""``gradflow bench``: neuron and recording speed/memory (a thin command over :func:`gradflow.lab.bench.run_bench`)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def bench_command(
     per_step only, with the weight split, and with pairs, on the torch and the fused neuron backend
     (all against plain on the torch backend). Never use these numbers as test assertions.
     """
-    from gradflow.bench import run_bench
+    from gradflow.lab.bench import run_bench
 
     if part not in PARTS:
         raise UsageError(f"--part must be one of {', '.join(PARTS)}, got {part!r}.")

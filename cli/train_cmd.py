@@ -164,7 +164,7 @@ def clif_to_lif_command(
 
 
 def experiment_command(
-    name: Annotated[str, typer.Argument(help="One of gradflow.experiments.EXPERIMENTS: lif-vs-clif-delay, "
+    name: Annotated[str, typer.Argument(help="One of gradflow.lab.experiments.EXPERIMENTS: lif-vs-clif-delay, "
                                         "lif-vs-clif-delay-lr, tau-truncation, tau-truncation-snn5, lif-vs-clif-T, "
                                         "lif-vs-clif-T-snn5, clif-to-lif, resnet18-gradflow.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (e.g. reports/NAME).")],
@@ -172,11 +172,11 @@ def experiment_command(
     quick: Annotated[bool, typer.Option(help="Tiny grids and budgets, seconds (for testing the pipeline).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per run.")] = False,
 ) -> None:
-    """Regenerate the tables and figures of a committed report (gradflow.experiments).
+    """Regenerate the tables and figures of a committed report (gradflow.lab.experiments).
 
     Writes runs.csv, summary.csv, summary.md, further tables and figures/ to --out; report.md is left alone.
     """
-    from gradflow.experiments import run_experiment
+    from gradflow.lab.experiments import run_experiment
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]

@@ -1,8 +1,12 @@
 """gradflow: where the gradients of a spiking network go, and why they vanish over time.
 
 gradflow instruments LIF, CLIF and PLIF networks with autograd hooks and records, per layer and per
-time step, the spatial and temporal parts of the gradient (SPEC §2), then compares them with
-closed-form predictions (:mod:`gradflow.theory`).
+time step, the spatial and temporal parts of the gradient, then compares them with closed-form
+predictions (:mod:`gradflow.theory`). Every recorded number and table column is defined in
+``docs/reference.md``; the formulas are derived in ``docs/theory.md``.
+
+The package is lazy: ``import gradflow`` loads nothing heavy, and each name below is imported on first
+use, so ``import gradflow.theory`` never loads torch.
 
 >>> import gradflow, torch
 >>> net = gradflow.models.build("mlp", neuron="lif", in_features=4, num_classes=3, widths=(8,), T=3)
@@ -13,39 +17,60 @@ closed-form predictions (:mod:`gradflow.theory`).
 ['step', 'layer', 'layer_index', 'neuron']
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from . import losses, neurons, surrogate  # noqa: E402
-from .errors import DataError, GradflowError, UsageError  # noqa: E402
-from .neurons import CLIF, LIF, PLIF, build_neuron  # noqa: E402
+import importlib
 
-__all__ = [
-    "__version__",
-    "GradflowError",
-    "UsageError",
-    "DataError",
-    "LIF",
-    "CLIF",
-    "PLIF",
-    "build_neuron",
-    "losses",
-    "neurons",
-    "surrogate",
-    "models",
-    "record",
-    "Recorder",
-    "convert",
-]
+__version__ = "0.2.0.dev0"
+
+# public name -> (module, attribute); attribute None means the module itself
+_LAZY = {
+    # recording
+    "record": (".recorder", "record"),
+    "Recorder": (".recorder", "Recorder"),
+    # workflows
+    "analyze": (".analysis", "analyze"),
+    "load_checkpoint": (".io.checkpoints", "load_checkpoint"),
+    "save_checkpoint": (".io.checkpoints", "save_checkpoint"),
+    # neurons
+    "LIF": (".neurons", "LIF"),
+    "CLIF": (".neurons", "CLIF"),
+    "PLIF": (".neurons", "PLIF"),
+    "build_neuron": (".neurons", "build_neuron"),
+    # errors
+    "GradflowError": (".errors", "GradflowError"),
+    "UsageError": (".errors", "UsageError"),
+    "DataError": (".errors", "DataError"),
+    # subpackages and modules
+    "adapters": (".adapters", None),
+    "convert": (".convert", None),  # a callable module: gradflow.convert(model)
+    "errors": (".errors", None),
+    "io": (".io", None),
+    "losses": (".losses", None),
+    "models": (".models", None),
+    "neurons": (".neurons", None),
+    "recorder": (".recorder", None),
+    "report": (".report", None),
+    "schema": (".schema", None),
+    "stats": (".stats", None),
+    "surrogate": (".surrogate", None),
+    "tasks": (".tasks", None),
+    "theory": (".theory", None),
+}
+
+__all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name):
-    # Heavier pieces load on first use, so `import gradflow` stays quick for the CLI.
-    import importlib
+def __getattr__(name: str):
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'gradflow' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name, __name__)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
 
-    if name in {"models", "theory", "report", "tasks"}:
-        return importlib.import_module(f".{name}", __name__)
-    if name in {"record", "Recorder"}:
-        return getattr(importlib.import_module(".recorder", __name__), name)
-    if name == "convert":
-        return importlib.import_module(".convert", __name__).convert
-    raise AttributeError(f"module 'gradflow' has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

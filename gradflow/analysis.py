@@ -6,7 +6,7 @@ and the ``summary`` dictionary written to ``summary.json``. :func:`combine` puts
 by side with a ``run`` column. The model is left as it was found (training flag, gradients).
 
 >>> import gradflow, torch
->>> from gradflow.data import resolve_input
+>>> from gradflow.io.inputs import resolve_input
 >>> net = gradflow.models.build("mlp", neuron="clif", in_features=6, widths=(16,), num_classes=3, T=4)
 >>> res = analyze(net, resolve_input(net), batch_size=8, batches=2)
 >>> sorted(res.tables)[:3], res.summary["batches"]

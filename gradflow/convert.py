@@ -1,81 +1,24 @@
-"""Swap SpikingJelly neurons for gradflow neurons so that a SpikingJelly model can be recorded.
+"""``gradflow.convert(model)``: swap other libraries' neurons for gradflow's (see :mod:`gradflow.adapters`).
 
-Supported: ``spikingjelly.activation_based.neuron.LIFNode`` and ``ParametricLIFNode`` in multi-step
-mode (``step_mode='m'``) with the torch backend. Every parameter that changes the forward pass or the
-gradient is carried over: ``tau`` (PLIF: the learned ``w``), ``decay_input``, ``v_threshold``,
-``v_reset``, ``detach_reset`` and the surrogate with its ``alpha``.
-
-SpikingJelly's surrogates map as: ``Sigmoid(alpha)`` -> ``sigmoid``, ``ATan(alpha)`` -> ``atan``,
-``PiecewiseQuadratic(alpha)`` -> ``triangle``, ``Rect(alpha)`` -> ``rectangle`` with width
-``1/alpha`` (SpikingJelly's ``alpha`` is the rectangle's height; gradflow's is its width).
+This module is itself callable, so ``gradflow.convert(model)`` works whether or not anything ran
+``import gradflow.convert`` (which binds the module, not the function, to ``gradflow.convert``).
 """
 
 from __future__ import annotations
 
-from torch import nn
+import sys
+import types
 
-from .errors import UsageError
-from .neurons import LIF, PLIF, SpikingNeuron
+from .adapters import convert
 
 __all__ = ["convert"]
 
-_SURROGATES = {"Sigmoid": "sigmoid", "ATan": "atan", "PiecewiseQuadratic": "triangle", "Rect": "rectangle"}
+
+class _CallableModule(types.ModuleType):
+    """A module object that forwards calls to :func:`gradflow.adapters.convert`."""
+
+    def __call__(self, model):
+        return convert(model)
 
 
-def _surrogate_of(node) -> tuple:
-    fn = node.surrogate_function
-    name = type(fn).__name__
-    if name not in _SURROGATES:
-        known = ", ".join(_SURROGATES)
-        raise UsageError(f"Cannot convert the SpikingJelly surrogate {name}; supported: {known}.")
-    if not getattr(fn, "spiking", True):
-        raise UsageError("Cannot convert a SpikingJelly surrogate with spiking=False (a non-spiking forward).")
-    alpha = float(fn.alpha)
-    return _SURROGATES[name], (1.0 / alpha if name == "Rect" else alpha)
-
-
-def _convert_node(node) -> SpikingNeuron:
-    kind = type(node).__name__
-    if getattr(node, "step_mode", "m") != "m":
-        raise UsageError(
-            f"SpikingJelly {kind} runs in single-step mode; set step_mode='m' "
-            "(functional.set_step_mode(net, 'm')) so that gradflow sees whole sequences."
-        )
-    surrogate, alpha = _surrogate_of(node)
-    common = dict(
-        v_threshold=float(node.v_threshold),
-        v_reset=None if node.v_reset is None else float(node.v_reset),
-        surrogate=surrogate,
-        alpha=alpha,
-        detach_reset=bool(node.detach_reset),
-        decay_input=bool(node.decay_input),
-    )
-    if kind == "ParametricLIFNode":
-        new = PLIF(init_tau=2.0, **common)
-        new.w.data.copy_(node.w.detach().reshape(()))
-        return new.to(node.w.device)
-    return LIF(tau=float(node.tau), **common)
-
-
-def convert(model: nn.Module) -> nn.Module:
-    """Replace every SpikingJelly ``LIFNode`` / ``ParametricLIFNode`` in ``model`` (in place); return it.
-
-    A model that *is* such a node is returned converted. Other modules are left as they are.
-    Raises :class:`~gradflow.UsageError` for single-step nodes or unsupported surrogates.
-    """
-    names = {"LIFNode", "ParametricLIFNode"}
-
-    def is_sj(m):
-        return type(m).__name__ in names and "spikingjelly" in type(m).__module__
-
-    if is_sj(model):
-        return _convert_node(model)
-    count = 0
-    for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if is_sj(child):
-                setattr(parent, child_name, _convert_node(child))
-                count += 1
-    if count == 0 and not any(isinstance(m, SpikingNeuron) for m in model.modules()):
-        raise UsageError("No SpikingJelly LIFNode or ParametricLIFNode found to convert.")
-    return model
+sys.modules[__name__].__class__ = _CallableModule

@@ -52,7 +52,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .atomic import atomic_directory, check_target
+from .io.atomic import atomic_directory, check_target
 from .report.plots import neuron_color
 from .report.tables import to_latex, to_markdown
 from .theory import (

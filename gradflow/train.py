@@ -207,10 +207,10 @@ def checkpoint_meta(model: nn.Module, task: Task, **extra: Any) -> Dict[str, Any
 def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module, task: Task, **extra: Any) -> Dict:
     """Write ``{"gradflow": meta, "state_dict": ...}`` to ``path`` atomically; returns ``{"gradflow": meta}``.
 
-    The file is written by :func:`gradflow.checkpoints.save_checkpoint`; ``meta`` is
+    The file is written by :func:`gradflow.io.checkpoints.save_checkpoint`; ``meta`` is
     :func:`checkpoint_meta` (model config, task, training facts).
     """
-    from . import checkpoints
+    from .io import checkpoints
 
     meta = checkpoint_meta(model, task, **extra)
     checkpoints.save_checkpoint(model, path, **meta)
@@ -228,7 +228,7 @@ def load_checkpoint(source: Union[str, os.PathLike, Dict], **neuron_overrides: A
     if isinstance(source, dict):
         ckpt = source
     else:
-        from .checkpoints import read_file
+        from .io.checkpoints import read_file
 
         ckpt = read_file(source)  # safe load (weights_only), one-sentence errors
     if not isinstance(ckpt, dict) or "gradflow" not in ckpt or "state_dict" not in ckpt:

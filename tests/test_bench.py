@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import gradflow
-from gradflow.bench import (
+from gradflow.lab.bench import (
     NEURON_COLUMNS,
     TARGETS,
     TRAIN_COLUMNS,
@@ -98,7 +98,7 @@ def test_targets_without_measurements():
 def test_doctests():
     import doctest
 
-    import gradflow.bench
+    import gradflow.lab.bench
 
-    result = doctest.testmod(gradflow.bench, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(gradflow.lab.bench, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

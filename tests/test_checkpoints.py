@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import gradflow
-from gradflow.checkpoints import load_checkpoint, save_checkpoint
-from gradflow.data import CIFAR_STATS, load_cifar, load_input_file, resolve_input
+from gradflow.io.checkpoints import load_checkpoint, save_checkpoint
+from gradflow.io.cifar import CIFAR_STATS, load_cifar
+from gradflow.io.inputs import load_input_file, resolve_input
 from gradflow.errors import DataError, UsageError
 
 

@@ -13,8 +13,8 @@ import torch
 from typer.testing import CliRunner
 
 import gradflow
-from gradflow.checkpoints import load_checkpoint
-from gradflow.demo_checkpoints import demo_checkpoint_paths
+from gradflow.io.checkpoints import load_checkpoint
+from gradflow.io.checkpoints import demo_checkpoint_paths
 from gradflow.recorder import LAGS_COLUMNS, PAIRS_COLUMNS, PER_STEP_COLUMNS, WEIGHTS_COLUMNS
 from gradflow.tasks import make_task
 from gradflow_cli.main import app

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import gradflow
-from gradflow.demo_checkpoints import demo_checkpoint_paths
+from gradflow.io.checkpoints import demo_checkpoint_paths
 from gradflow_cli.main import app
 
 runner = CliRunner()
@@ -157,7 +157,7 @@ def test_nonfinite_gradients_are_counted_and_flagged(tmp_path):
     net = gradflow.models.build("mlp", neuron="lif", in_features=6, widths=(8, 8), num_classes=3, T=4)
     with torch.no_grad():
         net.fc2.weight[0, 0] = float("inf")
-    from gradflow.checkpoints import save_checkpoint
+    from gradflow.io.checkpoints import save_checkpoint
 
     ckpt = save_checkpoint(net, tmp_path / "nan.pt")
     torch.save({"x": torch.rand(8, 6) * 3, "y": torch.randint(0, 3, (8,))}, tmp_path / "in.pt")

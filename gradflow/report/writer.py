@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Mapping, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_directory
+from ..io.atomic import atomic_directory
 from . import plots
 from ._common import (
     attach_neuron,

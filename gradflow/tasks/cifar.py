@@ -1,6 +1,6 @@
 """CIFAR-10/100 as a task, read from the standard python-version directories (no download).
 
-The images come from :func:`gradflow.data.load_cifar` (arrays only, safe unpickling; scaled to [0, 1]
+The images come from :func:`gradflow.io.cifar.load_cifar` (arrays only, safe unpickling; scaled to [0, 1]
 and normalised with the official CLIF code's constants) and are fed static over ``T`` steps, every
 step scored, like :class:`~gradflow.tasks.shapes.Shapes`. No augmentation.
 
@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from ..errors import UsageError
+from ..io.cifar import load_cifar
 from .base import Task, check_int
 
 __all__ = ["Cifar"]
@@ -51,8 +52,6 @@ class Cifar(Task):
 
     def _load(self, split: str):
         if split not in self._cache:
-            from ..data import load_cifar
-
             self._cache[split] = load_cifar(self.root, self.which, split)
         return self._cache[split]
 

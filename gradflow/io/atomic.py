@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Union
 
-from .errors import UsageError
+from ..errors import UsageError
 
 __all__ = ["atomic_directory", "check_target"]
 

@@ -58,9 +58,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .errors import UsageError
-from .neurons import build_neuron
-from .surrogate import Surrogate, spike
+from ..errors import UsageError
+from ..neurons import build_neuron
+from ..surrogate import Surrogate, spike
 
 __all__ = [
     "NEURON_VARIANTS",
@@ -356,7 +356,7 @@ def _peak_mb(spec: dict, case: Optional[dict] = None, isolated: bool = False) ->
         if case is None:
             return math.nan
         return _peak_of(case["run"], torch.device(spec["device"]))
-    cmd = [sys.executable, "-m", "gradflow.bench", "--child", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "gradflow.lab.bench", "--child", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"peak-memory subprocess failed: {proc.stderr.strip()[-500:]}")
@@ -577,9 +577,9 @@ def _records(df: pd.DataFrame) -> list:
     return out
 
 
-if __name__ == "__main__":  # peak-memory child: python -m gradflow.bench --child SPEC_JSON
+if __name__ == "__main__":  # peak-memory child: python -m gradflow.lab.bench --child SPEC_JSON
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         print(json.dumps(_child_peak(json.loads(sys.argv[2]))))
     else:
-        sys.exit("usage: python -m gradflow.bench --child SPEC_JSON (internal; use `gradflow bench`)")
+        sys.exit("usage: python -m gradflow.lab.bench --child SPEC_JSON (internal; use `gradflow bench`)")

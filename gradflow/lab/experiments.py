@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .errors import UsageError
-from .train import clif_to_lif, train
+from ..errors import UsageError
+from ..train import clif_to_lif, train
 
 __all__ = ["EXPERIMENTS", "run_experiment", "summarize_runs"]
 
@@ -339,7 +339,7 @@ def _clif_to_lif(out: str, seeds: Sequence[int], quick: bool, log: Log) -> Dict[
     ckdir = os.path.join(out, "checkpoints")
 
     def sweep(row, res):
-        from .train import save_checkpoint
+        from ..train import save_checkpoint
 
         if row["neuron"] != "clif":
             return

@@ -1,10 +1,10 @@
 """The built-in demo checkpoints: a small LIF and a small CLIF network trained by gradflow itself.
 
-They ship as package data (``gradflow/assets/demo_lif.pt``, ``demo_clif.pt``, each well under 1 MB)
-so that ``gradflow analyze`` with no argument produces a full LIF-vs-CLIF report on a fresh machine.
+They ship as package data (``gradflow/assets/demo_lif.pt``, ``demo_clif.pt``, each well under 1 MB,
+found by :func:`gradflow.io.checkpoints.demo_checkpoint_paths`) so that ``gradflow analyze`` with no argument produces a full LIF-vs-CLIF report on a fresh machine.
 Regenerate them (a few minutes on a laptop CPU) with::
 
-    python -m gradflow.demo_checkpoints            # writes gradflow/assets/demo_{lif,clif}.pt
+    python -m gradflow.lab.demo_checkpoints            # writes gradflow/assets/demo_{lif,clif}.pt
 
 Both are trained by :func:`gradflow.train.train` on the built-in delayed-cue task with identical
 settings (:data:`DEMO_SETTINGS`) and seed; only the neuron differs.
@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
-from .errors import DataError
+from ..io.checkpoints import ASSETS
+from ..train import train
 
-__all__ = ["ASSETS", "DEMO_SETTINGS", "demo_checkpoint_paths", "make_demo_checkpoints"]
-
-#: Where the shipped checkpoints live.
-ASSETS = Path(__file__).resolve().parent / "assets"
+__all__ = ["DEMO_SETTINGS", "make_demo_checkpoints"]
 
 #: Training settings shared by the LIF and the CLIF demo checkpoint.
 DEMO_SETTINGS: Dict[str, object] = dict(
@@ -39,22 +37,8 @@ DEMO_SETTINGS: Dict[str, object] = dict(
 )
 
 
-def demo_checkpoint_paths() -> List[Path]:
-    """The LIF and CLIF demo checkpoints, in that order (DataError if the package data is missing)."""
-    paths = [ASSETS / "demo_lif.pt", ASSETS / "demo_clif.pt"]
-    missing = [p for p in paths if not p.is_file()]
-    if missing:
-        raise DataError(
-            f"The built-in demo checkpoint {missing[0]} is missing; regenerate it with "
-            "`python -m gradflow.demo_checkpoints` or pass a checkpoint path."
-        )
-    return paths
-
-
 def make_demo_checkpoints(out_dir: Path = ASSETS, **overrides) -> Dict[str, dict]:
     """Train the LIF and CLIF demo networks and save them to ``out_dir``; returns final history rows."""
-    from .train import train
-
     settings = dict(DEMO_SETTINGS)
     settings.update(overrides)
     out_dir = Path(out_dir)

@@ -31,9 +31,11 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 
-from .errors import DataError, UsageError
+from ..errors import DataError, UsageError
 
-__all__ = ["LoadedModel", "load_checkpoint", "save_checkpoint", "read_file", "FORMATS"]
+__all__ = [
+    "LoadedModel", "load_checkpoint", "save_checkpoint", "read_file", "FORMATS", "ASSETS", "demo_checkpoint_paths",
+]
 
 FORMATS = ("gradflow", "clif", "spikingjelly", "state_dict")
 _FORMAT_VERSION = 1
@@ -184,7 +186,7 @@ def _score(model, sd) -> float:
 
 
 def _candidates(shapes: Dict[str, Any], sd) -> list:
-    from . import models
+    from .. import models
 
     names = []
     keys = set(sd)
@@ -202,7 +204,7 @@ def _candidates(shapes: Dict[str, Any], sd) -> list:
 
 
 def _build(arch: str, neuron: str, shapes: Dict[str, Any], T: int, neuron_kwargs: Dict[str, Any]):
-    from . import models
+    from .. import models
 
     kw = dict(neuron_kwargs)
     if arch == "mlp":
@@ -235,7 +237,7 @@ def load_checkpoint(
     or unreadable file, unknown format or architecture, or a state_dict that does not fit (the
     message summarises missing, unexpected and mismatched keys and names the best-fitting arch).
     """
-    from . import models
+    from .. import models
 
     p = Path(path)
     obj = read_file(p, trust=trust)
@@ -310,7 +312,7 @@ def load_checkpoint(
         for key, value in dict(tau=tau, v_threshold=v_threshold, surrogate=surrogate, alpha=alpha).items():
             if value is not None:
                 neuron_kwargs[key] = value
-        from .neurons import build_neuron
+        from ..neurons import build_neuron
 
         build_neuron(neuron, **neuron_kwargs)  # bad neuron options: one clear UsageError here
         if shapes:
@@ -395,3 +397,19 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, /, **meta: 
             os.unlink(tmp)
         raise
     return p
+
+
+#: Where the shipped demo checkpoints live (package data).
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+def demo_checkpoint_paths() -> List[Path]:
+    """The LIF and CLIF demo checkpoints, in that order (DataError if the package data is missing)."""
+    paths = [ASSETS / "demo_lif.pt", ASSETS / "demo_clif.pt"]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(
+            f"The built-in demo checkpoint {missing[0]} is missing; regenerate it with "
+            "`python -m gradflow.lab.demo_checkpoints` or pass a checkpoint path."
+        )
+    return paths

@@ -1,0 +1,52 @@
+"""Adapters: swap other libraries' spiking neurons for gradflow neurons that compute the same thing.
+
+Each adapter module offers two functions: ``claims(module) -> bool`` (is this one of my library's
+neuron classes?) and ``convert_module(module) -> nn.Module`` (the gradflow neuron with the same
+forward and the same gradients). :func:`convert` walks a model and asks every adapter in
+:data:`ADAPTERS`; adding a library means one module here plus its tests.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import UsageError
+from ..neurons import SpikingNeuron
+from . import spikingjelly
+
+__all__ = ["ADAPTERS", "convert", "find_adapter"]
+
+#: The adapters :func:`convert` consults, in order.
+ADAPTERS = (spikingjelly,)
+
+
+def find_adapter(module: nn.Module):
+    """The adapter module that claims ``module``, or None."""
+    for adapter in ADAPTERS:
+        if adapter.claims(module):
+            return adapter
+    return None
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Replace every foreign spiking neuron in ``model`` by its gradflow equivalent (in place); return it.
+
+    A model that *is* such a neuron is returned converted. Other modules are left as they are. Raises
+    :class:`~gradflow.UsageError` when nothing can be converted and the model holds no gradflow neuron,
+    or when a neuron uses an option gradflow cannot reproduce exactly (the message names it).
+    """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"gradflow.convert expects a torch.nn.Module, got {type(model).__name__}.")
+    adapter = find_adapter(model)
+    if adapter is not None:
+        return adapter.convert_module(model)
+    count = 0
+    for parent in list(model.modules()):
+        for child_name, child in list(parent.named_children()):
+            adapter = find_adapter(child)
+            if adapter is not None:
+                setattr(parent, child_name, adapter.convert_module(child))
+                count += 1
+    if count == 0 and not any(isinstance(m, SpikingNeuron) for m in model.modules()):
+        raise UsageError("No SpikingJelly LIFNode or ParametricLIFNode found to convert.")
+    return model

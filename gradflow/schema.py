@@ -1,0 +1,137 @@
+"""The names gradflow's tables, neurons, surrogates and figures share (torch-free).
+
+One module owns every column list, neuron kind, surrogate name and default, model name and colour, so
+that the recorder, the theory, the report toolkit and the CLI cannot drift apart. It imports nothing
+but the standard library: :mod:`gradflow.theory` and the CLI's ``--help`` read it without torch.
+
+Every column is defined in words in ``docs/reference.md``; the tables themselves are pandas DataFrames
+whose first columns are exactly the tuples below, in this order (extra columns may follow).
+
+>>> from gradflow import schema
+>>> schema.LAGS_COLUMNS
+('step', 'layer', 'layer_index', 'lag', 'norm', 'relative')
+>>> schema.SURROGATE_DEFAULT_ALPHA["atan"]
+2.0
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+__all__ = [
+    "NEURON_KINDS",
+    "SURROGATES",
+    "SURROGATE_DEFAULT_ALPHA",
+    "DEFAULTS",
+    "BACKENDS",
+    "PER_STEP_COLUMNS",
+    "PAIRS_COLUMNS",
+    "LAGS_COLUMNS",
+    "WEIGHTS_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_INTERVAL_METRICS",
+    "THEORY_COLUMNS",
+    "TABLES",
+    "RUN",
+    "NEURON_COLORS",
+    "OTHER_COLOR",
+    "neuron_color",
+]
+
+# ----------------------------------------------------------------------------- neurons and surrogates
+
+#: Neuron kinds gradflow implements (``neuron`` column values).
+NEURON_KINDS: Tuple[str, ...] = ("lif", "clif", "plif")
+
+#: Surrogate gradients and their default width parameter ``alpha`` (see docs/reference.md, Neurons).
+SURROGATE_DEFAULT_ALPHA: Dict[str, float] = {"rectangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "triangle": 1.0}
+
+#: Surrogate names, in the order help texts list them.
+SURROGATES: Tuple[str, ...] = tuple(SURROGATE_DEFAULT_ALPHA)
+
+#: Implementations of a neuron's multi-step forward/backward.
+BACKENDS: Tuple[str, ...] = ("torch", "fused")
+
+#: Defaults of every neuron option (the paper's setting).
+DEFAULTS: Dict[str, object] = {
+    "neuron": "lif",
+    "tau": 2.0,
+    "v_threshold": 1.0,
+    "v_reset": None,
+    "surrogate": "rectangle",
+    "alpha": SURROGATE_DEFAULT_ALPHA["rectangle"],
+    "detach_reset": False,
+    "decay_input": False,
+    "backend": "torch",
+}
+
+# ----------------------------------------------------------------------------- recorder tables
+
+#: ``per_step``: one row per (step, layer, t).
+PER_STEP_COLUMNS: Tuple[str, ...] = (
+    "step", "layer", "layer_index", "neuron", "t", "firing_rate", "window_fraction",
+    "grad_total_norm", "grad_spatial_norm", "grad_temporal_norm", "temporal_zero_fraction", "nonfinite",
+)
+
+#: ``pairs``: one row per (step, layer, t, t_source) with ``t_source >= t``.
+PAIRS_COLUMNS: Tuple[str, ...] = ("step", "layer", "layer_index", "t", "t_source", "lag", "norm")
+
+#: ``lags``: one row per (step, layer, lag).
+LAGS_COLUMNS: Tuple[str, ...] = ("step", "layer", "layer_index", "lag", "norm", "relative")
+
+#: ``weights``: one row per (step, layer, param).
+WEIGHTS_COLUMNS: Tuple[str, ...] = (
+    "step", "layer", "layer_index", "param", "spatial_norm", "temporal_norm", "total_norm", "temporal_share",
+)
+
+# ----------------------------------------------------------------------------- report tables
+
+#: The column a comparison of several checkpoints puts first.
+RUN = "run"
+
+#: ``summary``: one row per (run, layer) (``run`` only in comparisons).
+SUMMARY_COLUMNS: Tuple[str, ...] = (
+    "layer", "layer_index", "neuron", "T", "steps",
+    "firing_rate", "window_fraction",
+    "temporal_share", "weight_temporal_share",
+    "half_life", "max_lag",
+    "temporal_zero_fraction", "nonfinite",
+)
+
+#: Summary metrics that carry ``<metric>_ci_low`` / ``<metric>_ci_high`` columns.
+SUMMARY_INTERVAL_METRICS: Tuple[str, ...] = ()
+
+#: ``theory``: one row per (layer, lag); ``predicted_relative_<model>`` columns may follow.
+THEORY_COLUMNS: Tuple[str, ...] = (
+    "layer", "layer_index", "lag", "measured_relative", "predicted_relative", "relative_error",
+    "fitted_decay_rate", "predicted_decay_rate", "measured_half_life", "predicted_half_life",
+    "measured_horizon", "predicted_horizon", "model",
+)
+
+#: The minimum columns each table must carry for the report toolkit.
+TABLES: Dict[str, Tuple[str, ...]] = {
+    "per_step": PER_STEP_COLUMNS,
+    "pairs": PAIRS_COLUMNS,
+    "lags": LAGS_COLUMNS,
+    "weights": WEIGHTS_COLUMNS,
+    "theory": ("layer", "layer_index", "lag", "measured_relative", "predicted_relative", "relative_error"),
+}
+
+# ----------------------------------------------------------------------------- colours
+
+#: One colour per neuron kind (Okabe-Ito, safe for colour-blind readers).
+NEURON_COLORS: Dict[str, str] = {"lif": "#0072B2", "clif": "#D55E00", "plif": "#009E73", "if": "#CC79A7"}
+
+#: The colour of anything that is not a known neuron kind.
+OTHER_COLOR = "#555555"
+
+
+def neuron_color(neuron) -> str:
+    """The colour of a neuron kind (case-insensitive); grey for unknown or missing kinds.
+
+    >>> neuron_color("CLIF"), neuron_color(None)
+    ('#D55E00', '#555555')
+    """
+    if neuron is None:
+        return OTHER_COLOR
+    return NEURON_COLORS.get(str(neuron).lower(), OTHER_COLOR)
