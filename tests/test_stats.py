@@ -3,8 +3,9 @@
 Numbers are checked against hand-computed literals, against direct computations from explicit
 pair vectors and gradient vectors, and against brute-force loops written out here. The coverage
 test draws 300 seeded sub-samples of 200 from a fixed skewed population and checks how often the
-95% percentile interval of relative_1 covers the population value; it is deterministic (seeded)
-and observed at 0.913 (274 of 300).
+95% percentile interval of relative_1 covers the population value; it is deterministic (seeded),
+observed at 0.913 (274 of 300), and must lie in [0.88, 0.98] (a 90% interval gives 0.870; resamples
+of half the size, i.e. intervals too wide, give 0.990).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ def random_profiles(rng, B, M):
         ([1.0, 0.8, np.nan, 0.4], None, 2.3561438102252756),      # NaN skipped: lags 1 and 3
         ([0.8, 0.4], [1, 2], 1.6780719051126378),                 # relative_0 = 1 implied
         ([0.4, 0.8], [2, 1], 1.6780719051126378),                 # lags in any order
+        ([0.4], [1], 0.7564707973660301),                         # log(2) / log(2.5), from implied 1
+        ([0.25, 0.0625], [2, 4], 1.0),                            # 2 log(2) / log(4)
         ([1.0, 0.7, 0.5], None, 2.0),                             # exactly 1/2 at lag 2
         ([1.0, 0.9, 0.0], None, 1.0),                             # zero: the previous lag
         ([1.0, 0.0], None, 0.0),
@@ -359,6 +362,7 @@ def test_bootstrap_chunking_does_not_change_the_result(monkeypatch):
 def test_percentile_interval_inf_and_nan():
     assert percentile_interval([1.0, 2.0, 3.0, np.inf, np.nan], level=0.5) == (1.75, math.inf, 4)
     assert percentile_interval([np.inf] * 5) == (math.inf, math.inf, 5)
+    assert percentile_interval([-np.inf, 1.0, 2.0, 3.0], level=0.5) == (-math.inf, 2.25, 4)
     lo, hi, m = percentile_interval([np.nan, np.nan])
     assert math.isnan(lo) and math.isnan(hi) and m == 0
     rng = np.random.default_rng(10)
@@ -428,7 +432,7 @@ def test_bootstrap_coverage():
         covered += ci.low <= truth <= ci.high
     frac = covered / 300
     print(f"coverage of the 95% interval: {frac:.3f} ({covered}/300)")
-    assert 0.88 <= frac <= 0.99
+    assert 0.88 <= frac <= 0.98
 
 
 # ----------------------------------------------------------------------------- theory error
