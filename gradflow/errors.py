@@ -17,14 +17,19 @@ class GradflowError(Exception):
     >>> err = GradflowError("T must be a positive integer, got 0.", exit_code=2)
     >>> (str(err), err.exit_code)
     ('T must be a positive integer, got 0.', 2)
+    >>> UsageError("max_lag must be >= 0.", arguments=("max_lag",)).arguments
+    ('max_lag',)
     """
 
     exit_code: int = 1
 
-    def __init__(self, message: str, *, exit_code: int | None = None):
+    def __init__(self, message: str, *, exit_code: int | None = None, arguments: tuple = ()):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        #: Names of the library arguments the sentence speaks of (``("max_lag",)``), so that a command
+        #: line front end can name its own flags instead; the library never names CLI flags.
+        self.arguments = tuple(arguments)
 
 
 class UsageError(GradflowError, ValueError):

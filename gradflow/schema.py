@@ -24,6 +24,12 @@ __all__ = [
     "SURROGATE_DEFAULT_ALPHA",
     "DEFAULTS",
     "BACKENDS",
+    "RESETS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "ARCHITECTURES",
+    "TASKS",
+    "RECORD_MODES",
     "PER_STEP_COLUMNS",
     "PAIRS_COLUMNS",
     "LAGS_COLUMNS",
@@ -64,6 +70,28 @@ DEFAULTS: Dict[str, object] = {
     "decay_input": False,
     "backend": "torch",
 }
+
+#: Neuron reset modes (``v_reset`` None = soft).
+RESETS: Tuple[str, ...] = ("soft", "hard")
+
+# ----------------------------------------------------------------------------- workflows
+
+#: Losses (``ce``: mean over t of cross-entropy of the step-t logits; ``tet`` adds the TET MSE term).
+LOSSES: Tuple[str, ...] = ("ce", "tet")
+
+#: Optimisers of ``gradflow train``.
+OPTIMIZERS: Tuple[str, ...] = ("sgd", "adam")
+
+#: Built-in architectures (``gradflow.models.build``).
+ARCHITECTURES: Tuple[str, ...] = (
+    "mlp", "snn5_noAP", "spiking_resnet18", "spiking_resnet34", "spiking_vgg11_bn", "spiking_vgg13_bn",
+)
+
+#: Built-in tasks (``gradflow.tasks``).
+TASKS: Tuple[str, ...] = ("delay", "shapes", "cifar10", "cifar100")
+
+#: Whether a model is recorded in eval or train mode (batch norm statistics, dropout).
+RECORD_MODES: Tuple[str, ...] = ("eval", "train")
 
 # ----------------------------------------------------------------------------- recorder tables
 
