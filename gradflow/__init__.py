@@ -28,6 +28,10 @@ _LAZY = {
     # recording
     "record": (".recorder", "record"),
     "Recorder": (".recorder", "Recorder"),
+    # recording during training
+    "watch": (".watch", None),  # a callable module: gradflow.watch(model, every=N, out=DIR)
+    "Watch": (".watch", "Watch"),
+    "loggers": (".loggers", None),
     # workflows
     "analyze": (".analysis", "analyze"),
     "load_checkpoint": (".io.checkpoints", "load_checkpoint"),

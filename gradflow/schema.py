@@ -30,6 +30,7 @@ __all__ = [
     "ARCHITECTURES",
     "TASKS",
     "RECORD_MODES",
+    "THEORY_NEURONS",
     "PER_STEP_COLUMNS",
     "PAIRS_COLUMNS",
     "LAGS_COLUMNS",
@@ -89,6 +90,9 @@ ARCHITECTURES: Tuple[str, ...] = (
 
 #: Built-in tasks (``gradflow.tasks``).
 TASKS: Tuple[str, ...] = ("delay", "shapes", "cifar10", "cifar100")
+
+#: Neuron choices of ``gradflow theory`` (``both`` draws LIF and CLIF side by side).
+THEORY_NEURONS: Tuple[str, ...] = ("lif", "clif", "both")
 
 #: Whether a model is recorded in eval or train mode (batch norm statistics, dropout).
 RECORD_MODES: Tuple[str, ...] = ("eval", "train")
