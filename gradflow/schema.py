@@ -121,17 +121,22 @@ WEIGHTS_COLUMNS: Tuple[str, ...] = (
 #: The column a comparison of several checkpoints puts first.
 RUN = "run"
 
-#: ``summary``: one row per (run, layer) (``run`` only in comparisons).
-SUMMARY_COLUMNS: Tuple[str, ...] = (
-    "layer", "layer_index", "neuron", "T", "steps",
-    "firing_rate", "window_fraction",
-    "temporal_share", "weight_temporal_share",
-    "half_life", "max_lag",
-    "temporal_zero_fraction", "nonfinite",
+#: Summary metrics that carry ``<metric>_ci_low`` / ``<metric>_ci_high`` (95% bootstrap intervals).
+SUMMARY_INTERVAL_METRICS: Tuple[str, ...] = (
+    "temporal_share", "weight_temporal_projection", "relative_1", "half_life", "decay_rate", "theory_error",
 )
 
-#: Summary metrics that carry ``<metric>_ci_low`` / ``<metric>_ci_high`` columns.
-SUMMARY_INTERVAL_METRICS: Tuple[str, ...] = ()
+#: ``summary``: one row per (run, layer) (``run`` only in comparisons): the metrics, their intervals,
+#: then how they were computed (``steps``: backward passes; ``resampled``: ``samples`` or ``passes``).
+SUMMARY_COLUMNS: Tuple[str, ...] = (
+    "layer", "layer_index", "neuron", "T", "samples",
+    "firing_rate", "window_fraction",
+    "temporal_share", "weight_temporal_projection", "relative_1", "half_life", "decay_rate",
+    "predicted_half_life", "theory_error",
+) + tuple(f"{m}_ci_{side}" for m in SUMMARY_INTERVAL_METRICS for side in ("low", "high")) + (
+    "steps", "resampled", "max_lag", "weight_temporal_share", "weight_cosine",
+    "temporal_zero_fraction", "nonfinite",
+)
 
 #: ``theory``: one row per (layer, lag); ``predicted_relative_<model>`` columns may follow.
 THEORY_COLUMNS: Tuple[str, ...] = (

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gradflow.demo import neuron_traces
+from gradflow.demo import neuron_traces, run_demo
+from gradflow.errors import UsageError
+from gradflow.report import page
 from gradflow_cli.main import app
 
 SMALL = ["--T", "3", "--batch", "16", "--width", "16", "--trace-steps", "12", "--dpi", "30"]
@@ -48,3 +50,24 @@ def test_traces_follow_the_neuron_equations():
 def test_demo_bad_options(tmp_path, bad, msg):
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), *SMALL, *bad])
     assert r.exit_code == 2 and msg in r.output
+
+
+def test_demo_directory_is_written_atomically_and_replaced_only_with_force(tmp_path, monkeypatch):
+    kw = dict(T_trace=4, batch=8, width=8, T=2, dpi=20)
+    out = tmp_path / "demo"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    with monkeypatch.context() as m:
+        m.setattr(page, "render_figure", broken)
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            run_demo(out, **kw)
+    assert list(tmp_path.iterdir()) == []                  # no half-written page, no temporary litter
+    first = run_demo(out, **kw)
+    with pytest.raises(UsageError, match="--force"):
+        run_demo(out, **kw)
+    again = run_demo(out, force=True, **kw)
+    assert first.path == again.path == str(out / "index.html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]
+    assert set(first.tables) == {"traces", "per_step", "pairs", "lags", "theory"}

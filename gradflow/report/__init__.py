@@ -1,60 +1,56 @@
-"""Reports of the gradient flow: per-layer summary, findings in words, figures, tables, one HTML page.
+"""Reports of the gradient flow: one page toolkit, and the pages built on it.
 
-The recorder's tables (SPEC §3) go in; a report directory (SPEC §4) comes out::
+The recorder's tables (and its per-sample sums) go in; numbers with 95% intervals, findings in
+words, figures and self-contained pages come out::
 
     from gradflow import report
-    summary = report.summarize(per_step, lags, weights, theory)     # one row per (run,) layer
-    report.findings(summary)        # ["layer3.1: temporal share 4%, half-life 0.7 steps, ...", ...]
-    report.plot_temporal_share(summary, ax=ax)                      # every plot: f(df, ax) -> ax
-    report.write_report("out/", summary_json={...}, tables={"per_step": per_step, ...})
+    summary = report.summarize(tables, rec.samples())      # one row per (run,) layer, with intervals
+    report.findings(summary)          # ["sn1: weight temporal projection 12% [9%, 15%], ...", ...]
+    report.plot_temporal_share(summary, ax=ax)               # every plot: f(df, ax=None) -> ax
+    report.write_report("out/", summary_json={...}, tables=tables, samples=rec.samples())
 
 For a comparison, concatenate the runs' tables with a first column ``run`` (e.g. ``"LIF"``,
-``"CLIF"``); summary, tables and figures then show the runs side by side.
+``"CLIF"``) and pass ``{run: samples}``; summary, tables and figures then show the runs side by side.
 
-Pieces: :mod:`.summary` (numbers and words), :mod:`.plots` (figures; headless, pyplot only imported
-when a plot is called without ``ax``), :mod:`.tables` (CSV, Markdown, LaTeX without optional
-packages), :mod:`.writer` (the atomic report directory).
+The toolkit: :mod:`.page` (render and embed figures, HTML tables, the stylesheet, JSON, the atomic
+directory), :mod:`.style` (colours per neuron kind, matplotlib settings, notes), :mod:`.tables` (the one
+Markdown/LaTeX formatter). Numbers and words: :mod:`.summary`, :mod:`.findings`. Figures:
+:mod:`.plots`, :mod:`.lag_plots`, :mod:`.theory_plots`. Pages: :mod:`.analysis_page` (``gradflow
+analyze``), :mod:`.theory_page` (``gradflow theory``), :mod:`.demo_page` (``gradflow demo``),
+:mod:`.experiment_page` (helpers of the committed experiment reports). Every column and number is
+defined in docs/reference.md.
 """
 
-from .plots import (
-    NEURON_COLORS,
-    neuron_color,
-    plot_lag_decay,
-    plot_norms_grid,
-    plot_norms_over_t,
-    plot_pair_grid,
-    plot_pair_heatmap,
-    plot_temporal_share,
-    plot_window_firing,
-)
-from .summary import (
-    SUMMARY_COLUMNS,
-    findings,
-    format_half_life,
-    format_percent,
-    half_life,
-    lag_profile,
-    summarize,
-)
-from .tables import (
+from .analysis_page import DEFINITIONS, FIGURE_NAMES, write_report
+from .findings import (
     compare_table,
     display_summary,
-    escape_latex,
-    escape_markdown,
-    to_latex,
-    to_markdown,
-    write_tables,
+    findings,
+    format_half_life,
+    format_interval,
+    format_percent,
+    separation,
+    statistics_note,
 )
-from .writer import DEFINITIONS, FIGURE_NAMES, write_report
+from .lag_plots import plot_lag_decay, plot_pair_grid, plot_pair_heatmap
+from .plots import plot_norms_grid, plot_norms_over_t, plot_temporal_share, plot_window_firing
+from .style import NEURON_COLORS, neuron_color
+from .summary import INTERVAL_METRICS, SUMMARY_COLUMNS, Statistics, lag_profile, layer_statistics, summarize
+from .tables import escape_latex, escape_markdown, to_latex, to_markdown, write_tables
 
 __all__ = [
     "summarize",
-    "findings",
-    "half_life",
+    "layer_statistics",
     "lag_profile",
+    "Statistics",
+    "findings",
+    "statistics_note",
+    "separation",
     "format_percent",
     "format_half_life",
+    "format_interval",
     "SUMMARY_COLUMNS",
+    "INTERVAL_METRICS",
     "NEURON_COLORS",
     "neuron_color",
     "plot_norms_over_t",

@@ -1,6 +1,7 @@
 """Small helpers shared by the summary, the plots and the report writer.
 
-The recorded tables are long-format DataFrames (SPEC §3). A comparison concatenates several runs and
+The recorded tables are long-format DataFrames (columns in :mod:`gradflow.schema`, defined in
+docs/reference.md). A comparison concatenates several runs and
 puts a ``run`` column first; everything here treats a table without ``run`` as a single run, written
 ``None``. Values may be NaN or +-Inf anywhere (issue 7): helpers here turn columns into float arrays
 and finite masks instead of trusting the dtype (an empty recorder table has ``object`` columns).
@@ -8,28 +9,15 @@ and finite masks instead of trusting the dtype (an empty recorder table has ``ob
 
 from __future__ import annotations
 
-from typing import Hashable, Iterable, List, Optional, Sequence
+from typing import Hashable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-#: The minimum columns each table must carry for the report (SPEC §3; extra columns may follow).
-REQUIRED_COLUMNS = {
-    "per_step": (
-        "step", "layer", "layer_index", "neuron", "t", "firing_rate", "window_fraction",
-        "grad_total_norm", "grad_spatial_norm", "grad_temporal_norm", "temporal_zero_fraction",
-        "nonfinite",
-    ),
-    "pairs": ("step", "layer", "layer_index", "t", "t_source", "lag", "norm"),
-    "lags": ("step", "layer", "layer_index", "lag", "norm", "relative"),
-    "weights": (
-        "step", "layer", "layer_index", "param", "spatial_norm", "temporal_norm", "total_norm",
-        "temporal_share",
-    ),
-    "theory": ("layer", "layer_index", "lag", "measured_relative", "predicted_relative", "relative_error"),
-}
+from ..schema import RUN, TABLES
 
-RUN = "run"
+#: The minimum columns each table must carry for the report (docs/reference.md; extra columns may follow).
+REQUIRED_COLUMNS = TABLES
 
 
 def require_columns(df: pd.DataFrame, name: str, columns: Optional[Sequence[str]] = None) -> None:
@@ -43,11 +31,11 @@ def require_columns(df: pd.DataFrame, name: str, columns: Optional[Sequence[str]
     need = REQUIRED_COLUMNS[name] if columns is None else columns
     missing = [c for c in need if c not in df.columns]
     if missing:
-        raise ValueError(f"table {name!r} lacks the column(s) {', '.join(missing)} (SPEC §3)")
+        raise ValueError(f"table {name!r} lacks the column(s) {', '.join(missing)} (docs/reference.md)")
 
 
 def empty_table(name: str) -> pd.DataFrame:
-    """An empty DataFrame with the SPEC §3 columns of ``name`` (used when a table was not recorded)."""
+    """An empty DataFrame with the columns of ``name`` (used when a table was not recorded)."""
     return pd.DataFrame({c: pd.Series(dtype=float) for c in REQUIRED_COLUMNS[name]})
 
 
@@ -69,6 +57,14 @@ def select_run(df: pd.DataFrame, run: Optional[Hashable]) -> pd.DataFrame:
     if run is None or RUN not in df.columns:
         return df
     return df[df[RUN] == run]
+
+
+def pick_layer(df: pd.DataFrame, layer: Optional[str]) -> Tuple[pd.DataFrame, Optional[str]]:
+    """The rows of ``layer`` (default: the first layer by ``layer_index``) and the layer's name."""
+    if layer is None:
+        order = layer_order(df)
+        layer = order[0] if order else None
+    return (df[df["layer"] == layer] if layer is not None else df.iloc[0:0]), layer
 
 
 def layer_order(df: pd.DataFrame) -> List[str]:

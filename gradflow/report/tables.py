@@ -1,4 +1,4 @@
-"""Tables as CSV, Markdown and LaTeX, without optional packages.
+"""Tables as CSV, Markdown and LaTeX, without optional packages: the one table formatter of gradflow.
 
 pandas' ``to_markdown`` needs ``tabulate`` and its ``to_latex`` needs ``jinja2``; neither is a gradflow
 dependency, so the two small formatters here do the job. Both escape every cell and header:
@@ -23,20 +23,18 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Mapping, Optional, Union
 
 import numpy as np
 import pandas as pd
 
-from ._common import RUN, as_float, ordered_runs, select_run
-
 __all__ = [
     "escape_markdown",
     "escape_latex",
+    "format_cell",
+    "right_aligned",
     "to_markdown",
     "to_latex",
-    "display_summary",
-    "compare_table",
     "write_tables",
 ]
 
@@ -56,6 +54,7 @@ _TEX_SPECIAL = {
     ">": r"\textgreater{}",
     "|": r"\textbar{}",
 }
+_INTERVAL = re.compile(r"\s*\[[^\]]*\]$")          # "12.0 [9.1, 15.2]": a number with its interval
 _NUMERIC_TEXT = re.compile(r"^(n/a|--|[<>]?\s?[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?%?|[-+]?inf)$")
 
 
@@ -88,29 +87,42 @@ def _is_missing(v: object) -> bool:
         return False
 
 
-def _cell(v: object, target: str, floatfmt: str) -> str:
-    # Numbers are formatted here (never escaped); everything else is escaped for the target.
+_MISSING = {"md": "n/a", "tex": "--", "html": "n/a"}
+_INF = {"md": ("inf", "-inf"), "tex": (r"$\infty$", r"$-\infty$"), "html": ("∞", "-∞")}
+
+
+def format_cell(v: object, target: str = "md", floatfmt: str = ".4g") -> str:
+    """One table cell as text for ``target`` ``"md"`` (Markdown), ``"tex"`` (LaTeX) or ``"html"``.
+
+    Numbers are formatted (``floatfmt`` for floats; never escaped), missing values become ``n/a``
+    (LaTeX ``--``), infinities ``inf`` / ``$\\infty$`` / ``∞``; other values are escaped for
+    Markdown or LaTeX (HTML cells are escaped by the caller, :func:`gradflow.report.page.html_table`).
+
+    >>> print(" ".join(format_cell(v, "tex") for v in (float("inf"), None, 0.123456, "a_b")))
+    $\\infty$ -- 0.1235 a\\_b
+    """
     if _is_missing(v):
-        return "n/a" if target == "md" else "--"
+        return _MISSING[target]
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     if isinstance(v, (float, np.floating)):
         if math.isinf(v):
-            if target == "tex":
-                return r"$\infty$" if v > 0 else r"$-\infty$"
-            return "inf" if v > 0 else "-inf"
+            return _INF[target][0 if v > 0 else 1]
         return format(float(v), floatfmt)
-    return escape_markdown(v) if target == "md" else escape_latex(v)
+    if target == "md":
+        return escape_markdown(v)
+    return escape_latex(v) if target == "tex" else " ".join(str(v).splitlines())
 
 
-def _right_aligned(col: pd.Series) -> bool:
+def right_aligned(col: pd.Series) -> bool:
+    """Whether a column holds numbers (or only numbers as text, ``'4.0'``, ``'> 5'``, ``'n/a'``)."""
     if pd.api.types.is_bool_dtype(col):
         return False
     if pd.api.types.is_numeric_dtype(col):
         return True
-    values = [str(v).strip() for v in col if not _is_missing(v)]
+    values = [_INTERVAL.sub("", str(v).strip()) for v in col if not _is_missing(v)]
     return bool(values) and all(_NUMERIC_TEXT.match(v) for v in values)
 
 
@@ -121,10 +133,10 @@ def to_markdown(df: pd.DataFrame, *, floatfmt: str = ".4g") -> str:
     right-aligned; others left-aligned.
     """
     header = "| " + " | ".join(escape_markdown(c) for c in df.columns) + " |"
-    rule = "| " + " | ".join("---:" if _right_aligned(df[c]) else ":---" for c in df.columns) + " |"
+    rule = "| " + " | ".join("---:" if right_aligned(df[c]) else ":---" for c in df.columns) + " |"
     lines = [header, rule]
     for row in df.itertuples(index=False, name=None):
-        lines.append("| " + " | ".join(_cell(v, "md", floatfmt) for v in row) + " |")
+        lines.append("| " + " | ".join(format_cell(v, "md", floatfmt) for v in row) + " |")
     return "\n".join(lines)
 
 
@@ -151,11 +163,11 @@ def to_latex(
     \\bottomrule
     \\end{tabular}
     """
-    spec = "".join("r" if _right_aligned(df[c]) else "l" for c in df.columns) or "l"
+    spec = "".join("r" if right_aligned(df[c]) else "l" for c in df.columns) or "l"
     body = [r"\begin{tabular}{" + spec + "}", r"\toprule",
             " & ".join(escape_latex(c) for c in df.columns) + r" \\", r"\midrule"]
     for row in df.itertuples(index=False, name=None):
-        body.append(" & ".join(_cell(v, "tex", floatfmt) for v in row) + r" \\")
+        body.append(" & ".join(format_cell(v, "tex", floatfmt) for v in row) + r" \\")
     body += [r"\bottomrule", r"\end{tabular}"]
     lines = [r"% Requires \usepackage{booktabs}."]
     if caption is None and label is None:
@@ -168,145 +180,43 @@ def to_latex(
     return "\n".join(lines + body + [r"\end{table}"])
 
 
-# ---------------------------------------------------------------------------------- display versions
+# ------------------------------------------------------------------------------------------- files
 
-_DISPLAY = (
-    # (summary column, heading, kind)
-    (RUN, "Run", "text"),
-    ("layer", "Layer", "text"),
-    ("neuron", "Neuron", "neuron"),
-    ("T", "T", "int"),
-    ("firing_rate", "Firing rate (%)", "pct"),
-    ("window_fraction", "Window fraction (%)", "pct"),
-    ("temporal_share", "Temporal share (%)", "pct"),
-    ("weight_temporal_share", "Weight temporal share (%)", "pct"),
-    ("half_life", "Half-life (steps)", "steps"),
-    ("predicted_half_life", "Predicted half-life (steps)", "steps"),
-    ("theory_error", "Theory error (median, %)", "pct"),
-    ("temporal_zero_fraction", "Zero temporal entries (%)", "pct"),
-    ("nonfinite", "Non-finite", "int"),
-)
-
-
-def _fmt_display(v: object, kind: str, max_lag: object = None) -> str:
-    if kind in ("text", "neuron"):
-        if _is_missing(v):
-            return "n/a"
-        return str(v).upper() if kind == "neuron" else str(v)
-    x = as_float([v])[0]
-    if math.isnan(x):
-        return "n/a"
-    if kind == "int":
-        return str(int(x)) if math.isfinite(x) else ("inf" if x > 0 else "-inf")
-    if kind == "pct":
-        return f"{100 * x:.1f}" if math.isfinite(x) else "n/a"
-    # steps: an infinite half-life means "beyond the longest lag measured"
-    if math.isinf(x):
-        m = as_float([max_lag])[0]
-        return f"> {int(m)}" if math.isfinite(m) else "inf"
-    return f"{x:.2f}"
-
-
-def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The :func:`~gradflow.report.summarize` table as strings with readable headings.
-
-    Shares become percentages with one decimal, half-lives two decimals (``'> 5'`` when the profile
-    never fell to 0.5 within the 5 lags measured), missing values ``'n/a'``. Used for the Markdown,
-    LaTeX and HTML tables and the terminal.
-    """
-    out = {}
-    max_lag = summary["max_lag"] if "max_lag" in summary.columns else pd.Series([None] * len(summary))
-    for col, heading, kind in _DISPLAY:
-        if col not in summary.columns:
-            continue
-        if col == RUN and summary[RUN].nunique(dropna=False) < 2:
-            continue
-        if kind == "steps":
-            out[heading] = [_fmt_display(v, kind, m) for v, m in zip(summary[col], max_lag)]
-        else:
-            out[heading] = [_fmt_display(v, kind) for v in summary[col]]
-    return pd.DataFrame(out)
-
-
-def compare_table(summary: pd.DataFrame) -> Optional[pd.DataFrame]:
-    """Runs side by side, one row per layer: temporal share and half-life of each run.
-
-    Returns None when the summary holds fewer than two runs. Layers are matched by name, in the order
-    of ``layer_index`` of the first run that has them.
-    """
-    runs = ordered_runs(summary)
-    if len(runs) < 2 or runs == [None]:
-        return None
-    layers: List[str] = []
-    for run in runs:
-        for layer in select_run(summary, run).sort_values("layer_index")["layer"]:
-            if layer not in layers:
-                layers.append(layer)
-    table = {"Layer": layers}
-    for col, heading, kind in (("temporal_share", "Temporal share", "pct"),
-                               ("half_life", "Half-life", "steps")):
-        unit = "%" if kind == "pct" else "steps"
-        for run in runs:
-            d = select_run(summary, run).drop_duplicates("layer").set_index("layer")
-            values = []
-            for layer in layers:
-                if layer in d.index and col in d.columns:
-                    values.append(_fmt_display(d.at[layer, col], kind,
-                                               d.at[layer, "max_lag"] if "max_lag" in d.columns else None))
-                else:
-                    values.append("n/a")
-            table[f"{heading} {run} ({unit})"] = values
-    return pd.DataFrame(table)
-
-
-_CAPTIONS = {
-    "summary": "Gradient flow per layer (gradflow).",
-    "theory": "Measured vs predicted relative gradient per lag (gradflow).",
-    "comparison": "Temporal share and half-life per layer, runs side by side (gradflow).",
-}
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def write_tables(
-    tables: Dict[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame],
     out_dir: Union[str, os.PathLike],
     *,
-    formatted: Sequence[str] = ("summary", "theory"),
+    formatted: Optional[Mapping[str, pd.DataFrame]] = None,
+    captions: Optional[Mapping[str, str]] = None,
 ) -> List[Path]:
-    """Write ``<out_dir>/<name>.csv`` for every table, plus ``tables/<name>.md`` and ``.tex`` for ``formatted``.
+    """Write ``<out_dir>/<name>.csv`` for every table, and ``tables/<name>.md`` / ``.tex`` for ``formatted``.
 
-    CSVs keep every column and row as recorded (no index; NaN as an empty field, Inf as ``inf``).
-    The ``summary`` table is formatted with :func:`display_summary` for Markdown and LaTeX; when it holds
-    two or more runs, ``tables/comparison.md`` / ``.tex`` (:func:`compare_table`) are written too.
-    Files are written in place (the report writer calls this inside its temporary directory).
-    Returns the paths written.
+    CSVs keep every column and row as given (no index; NaN as an empty field, Inf as ``inf``).
+    ``formatted`` maps names to display versions (readable headings, numbers as text), written with
+    :func:`to_markdown` and :func:`to_latex` (caption ``captions[name]``, label ``tab:gradflow-<name>``).
+    Files are written in place (pages call this inside their temporary directory). Returns the paths.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: List[Path] = []
     for name, df in tables.items():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        if not _SAFE_NAME.fullmatch(name):
             raise ValueError(f"table name {name!r} is not a safe file name")
         path = out / f"{name}.csv"
         df.to_csv(path, index=False)
         written.append(path)
-    pretty: Dict[str, pd.DataFrame] = {}
-    for name in formatted:
-        if name not in tables:
-            continue
-        if name == "summary":
-            pretty["summary"] = display_summary(tables[name])
-            cmp = compare_table(tables[name])
-            if cmp is not None:
-                pretty["comparison"] = cmp
-        else:
-            pretty[name] = tables[name]
-    if pretty:
+    if formatted:
         (out / "tables").mkdir(exist_ok=True)
-    for name, df in pretty.items():
+    for name, df in (formatted or {}).items():
+        if not _SAFE_NAME.fullmatch(name):
+            raise ValueError(f"table name {name!r} is not a safe file name")
         md = out / "tables" / f"{name}.md"
         md.write_text(to_markdown(df) + "\n", encoding="utf-8")
         tex = out / "tables" / f"{name}.tex"
-        tex.write_text(to_latex(df, caption=_CAPTIONS.get(name, name), label=f"tab:gradflow-{name}") + "\n",
-                       encoding="utf-8")
+        caption = (captions or {}).get(name, name)
+        tex.write_text(to_latex(df, caption=caption, label=f"tab:gradflow-{name}") + "\n", encoding="utf-8")
         written += [md, tex]
     return written
