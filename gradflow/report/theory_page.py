@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..schema import THEORY_NEURONS
 from ..theory import (
     SURROGATES,
     TheoryError,
@@ -70,7 +71,7 @@ __all__ = [
 DEFAULT_TAUS: Tuple[float, ...] = (1.1, 1.5, 2.0, 3.0, 4.0)
 
 #: Values of the ``neuron`` argument: one type, or LIF and CLIF side by side.
-NEURON_CHOICES: Tuple[str, ...] = ("lif", "clif", "both")
+NEURON_CHOICES: Tuple[str, ...] = THEORY_NEURONS
 
 #: Figures written under ``figures/`` (``.png`` and ``.svg`` each), in page order.
 FIGURE_NAMES: Tuple[str, ...] = ("eps_curves", "lag_curves", "half_life_map")
