@@ -320,7 +320,7 @@ class Recorder:
         ``given = (P, temporal, delta)`` comes from a fused neuron's backward, which computed them.
         """
         trace, mod = ps.trace, ps.module
-        p = mod.step_params()
+        p = mod._params
         ps.inv_tau = trace.inv_tau.detach() if isinstance(trace.inv_tau, torch.Tensor) else trace.inv_tau
         T = len(trace.u)
         u = torch.stack([ui.detach() for ui in trace.u])
@@ -578,7 +578,7 @@ def _step_jacobian(mod: SpikingNeuron, trace: NeuronTrace, u: torch.Tensor, sg: 
     ``detach_reset`` are exactly the module's): elementwise maps make ``grad(sum(out), in)`` equal to
     the Jacobian's diagonal. ``tests/test_recorder.py`` checks both against autograd of the model.
     """
-    p = mod.step_params()
+    p = mod._params
     if not isinstance(trace.prev[0], CLIFState):
         if p.v_reset is None:
             vu = torch.ones_like(u) if p.detach_reset else 1.0 - p.v_threshold * sg

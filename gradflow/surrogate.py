@@ -27,11 +27,12 @@ from typing import NamedTuple, Optional
 import torch
 
 from .errors import UsageError
+from .schema import SURROGATE_DEFAULT_ALPHA
 
 __all__ = ["SURROGATES", "Surrogate", "make_surrogate", "spike", "surrogate_grad", "primitive"]
 
-#: Surrogate names and their default ``alpha``.
-SURROGATES: dict[str, float] = {"rectangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "triangle": 1.0}
+#: Surrogate names and their default ``alpha`` (:data:`gradflow.schema.SURROGATE_DEFAULT_ALPHA`).
+SURROGATES: dict[str, float] = dict(SURROGATE_DEFAULT_ALPHA)
 
 
 class Surrogate(NamedTuple):

@@ -1,4 +1,4 @@
-"""Fused neurons (gradflow.fused, backend='fused'): outputs and gradients equal to the autograd path,
+"""Fused neurons (gradflow.neurons.fused, backend='fused'): outputs and gradients equal to the autograd path,
 gradcheck of the hand-derived backward, truncation, the tap contract and observers."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 import gradflow
 from gradflow.errors import UsageError
-from gradflow.fused import clif_multistep, cut_steps, lif_multistep
+from gradflow.neurons.fused import clif_multistep, cut_steps, lif_multistep
 from gradflow.neurons import CLIFState, LIFState, NeuronParams, build_neuron
 from gradflow.surrogate import SURROGATES, make_surrogate
 
@@ -113,9 +113,9 @@ def test_gradcheck_fused_functions_directly():
 
 
 def test_fused_saves_only_u_and_m():
-    """Saved for backward: u (LIF; PLIF also k, which sigmoid(w) saves too), u and m[-1..T-1] (CLIF)."""
+    """Saved for backward: u (LIF; PLIF also k, which sigmoid(w) saves too), u and m[0..T-1] (CLIF)."""
     x = torch.randn(6, 50, requires_grad=True)
-    for kind, sizes in (("lif", [300]), ("plif", [1, 1, 300]), ("clif", [300, 350])):
+    for kind, sizes in (("lif", [300]), ("plif", [1, 1, 300]), ("clif", [300, 300])):
         saved = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
             build_neuron(kind, backend="fused")(x)
@@ -153,7 +153,7 @@ def test_tap_contract(kind, kw):
         trace.inv_tau if kw.get("decay_input") else 1.0)
     torch.testing.assert_close(got["delta"] * dudx, x.grad, rtol=0, atol=0)
     # P = g_out * sg(u - theta)
-    p = mod.step_params()
+    p = mod.params
     sg = gradflow.surrogate.surrogate_grad(torch.stack(trace.u) - p.v_threshold, p.surrogate)
     torch.testing.assert_close(got["P"], e * sg, rtol=1e-15, atol=0)
     # delta equals dL/du[t] from the autograd path, captured independently with retain_grad
@@ -250,7 +250,7 @@ def test_fused_cuda_matches_cpu_autograd(kind):
 def test_doctests():
     import doctest
 
-    import gradflow.fused
+    import gradflow.neurons.fused
 
-    result = doctest.testmod(gradflow.fused, optionflags=doctest.ELLIPSIS)
+    result = doctest.testmod(gradflow.neurons.fused, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
