@@ -104,10 +104,12 @@ def _numbers(traces: pd.DataFrame, per_step: dict, lags: dict, *, tau: float, T_
              layer: str = "sn1") -> Dict[str, Any]:
     """The numbers the page quotes: spikes, zero and negative factors, relative_1 and temporal fraction."""
     def lag1(kind: str) -> float:
+        """relative_1 of ``layer`` in the recorded ``lags`` table of ``kind``."""
         d = lags[kind]
         return float(d[(d.layer == layer) & (d.lag == 1)].relative.iloc[0])
 
     def share(kind: str) -> float:
+        """``||temporal|| / ||delta||`` of ``layer``, squared norms summed over t (the page's temporal fraction)."""
         d = per_step[kind][per_step[kind].layer == layer]
         return float(np.sqrt((d.grad_temporal_norm ** 2).sum() / (d.grad_total_norm ** 2).sum()))
 

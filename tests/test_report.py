@@ -283,7 +283,7 @@ def test_relative_1_interval_covers_the_population_value():
 
 def test_weight_projection_interval_resamples_passes():
     t = make_tables(n_layers=1, T=3, steps=6)
-    row = summary_of(t).iloc[0]
+    row = report.summarize(t, n_resamples=200).iloc[0]
     w = t["weights"]
     per_pass = []
     for _, d in w.groupby("step"):

@@ -116,6 +116,7 @@ def _figures(data: Dict[str, pd.DataFrame], st: Statistics) -> List[FigureSpec]:
     ci = " Error bars: 95% bootstrap intervals."
 
     def one_ax(fn, df, **kw):
+        """A draw function that puts ``fn(df, **kw)`` on the figure's single axes."""
         return lambda fig: fn(df, ax=fig.subplots(), **kw)
 
     return [

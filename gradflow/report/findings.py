@@ -39,6 +39,7 @@ __all__ = [
 # ------------------------------------------------------------------------------------------ numbers
 
 def _f(x) -> float:
+    """``x`` as a float; NaN for anything that is not a number (None, text, pd.NA)."""
     return as_float([x])[0]
 
 
@@ -122,6 +123,7 @@ def separation(a: Tuple[float, float, float], b: Tuple[float, float, float]) -> 
 
 
 def _triple(row, metric: str) -> Tuple[float, float, float]:
+    """``(estimate, ci_low, ci_high)`` of ``metric`` in a summary row (NaN where a column is missing)."""
     return (_f(row.get(metric)), _f(row.get(f"{metric}_ci_low")), _f(row.get(f"{metric}_ci_high")))
 
 
@@ -152,6 +154,7 @@ _METRICS = (
 
 
 def _label(run: Optional[Hashable], layer: str) -> str:
+    """``"<run> <layer>"`` in comparisons, the layer name alone otherwise."""
     return f"{run} {layer}" if run is not None else str(layer)
 
 
@@ -187,6 +190,9 @@ def _overview(d: pd.DataFrame, run: Optional[Hashable]) -> List[str]:
             continue
         lo, hi = int(np.nanargmin(v)), int(np.nanargmax(v))
         a, b = d.iloc[hi], d.iloc[lo]
+        if v[lo] == v[hi]:
+            out.append(f"{head}{name} is {format_interval(*_triple(a, metric), kind)} in every layer.")
+            continue
         out.append(f"{head}{name} ranges from {format_interval(*_triple(b, metric), kind)} ({b['layer']}) to "
                    f"{format_interval(*_triple(a, metric), kind)} ({a['layer']}); "
                    + _verdict(a, b, metric, word, str(a["layer"]), str(b["layer"]), d) + ".")
@@ -217,20 +223,27 @@ def _run_comparison(base: pd.DataFrame, other: pd.DataFrame, base_run, run) -> L
         if down:
             parts.append(f"{word} in {base_run} in {len(down)} layer{'s' if len(down) != 1 else ''} "
                          f"({_names(down)})")
-        rest = len(common) - len(up) - len(down)
+        rest = [l for l, s in seps.items() if not s]
         if rest:
-            parts.append(f"in {'the other ' if up or down else 'all '}{rest} layer{'s' if rest != 1 else ''} "
-                         f"the data cannot tell them apart at {units_text(both, metric)}")
+            n = len(rest)
+            which = ("the other " if up or down else "both " if n == 2 else "all ") + \
+                (f"{n} layers" if n != 2 or up or down else "layers")
+            which = "the other layer" if n == 1 else which
+            why = " (no interval)" if all(seps[l] is None for l in rest) else ""
+            parts.append(f"in {which} the data cannot tell them apart at {units_text(both, metric)}{why}")
         out.append(f"{run} vs {base_run}, {name}: " + "; ".join(parts) + ".")
     return out
 
 
 def _names(layers: Sequence[str], n: int = 4) -> str:
+    """The first ``n`` names joined by commas, then ``"and <m> more"``."""
     more = f" and {len(layers) - n} more" if len(layers) > n else ""
     return ", ".join(map(str, layers[:n])) + more
 
 
 def _layer_sentence(row: pd.Series, run: Optional[Hashable]) -> str:
+    """One layer's numbers with their intervals in a sentence (signed projection first, then the
+    sign-blind share, relative_1, half-life, theory error, zero entries, non-finite values)."""
     name = _label(run, row["layer"])
     T, m = _f(row.get("T")), row.get("max_lag", math.nan)
     if np.isfinite(T) and int(T) == 1:
@@ -335,6 +348,8 @@ _DISPLAY = (
 
 
 def _display(row, col: str, kind: str, ci: bool) -> str:
+    """One cell of :func:`display_summary`: text as is, neuron kinds in capitals, integers, or a number
+    of ``kind`` (with its interval when ``ci``)."""
     v = row.get(col)
     if kind in ("text", "neuron"):
         if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -62,6 +62,7 @@ def _pair_matrix(pairs: pd.DataFrame) -> Tuple[np.ndarray, np.ndarray, int]:
 
 
 def _log_norm(values: np.ndarray, floor: float = 1e-6) -> Optional[mcolors.LogNorm]:
+    """A log colour scale from ``floor`` times the largest positive value up to it (None: nothing positive)."""
     pos = values[np.isfinite(values) & (values > 0)]
     if pos.size == 0:
         return None
@@ -73,6 +74,7 @@ def _log_norm(values: np.ndarray, floor: float = 1e-6) -> Optional[mcolors.LogNo
 
 
 def _cmap():
+    """viridis with light grey for cells not recorded or not finite and black for zeros."""
     # bad (light grey): not recorded (t' < t, beyond max lag) or not finite;
     # under (black): exactly zero or below the log scale's floor
     return matplotlib.colormaps["viridis"].with_extremes(bad="#ececec", under="black")
@@ -321,6 +323,8 @@ def plot_lag_decay(
 
 
 def _lag_legend(ax, styles: List[dict], per_layer: bool, intervals: bool) -> None:
+    """The half-life level and a legend: one entry per layer curve (``per_layer``) or per run colour,
+    then what markers, lines and the dotted level mean."""
     ax.axhline(0.5, color="0.6", lw=0.8, linestyle=":", zorder=1)
     handles = [Line2D([], [], color="0.3", marker="o", linestyle="none",
                       label="measured" + (" (95% interval)" if intervals else "")),

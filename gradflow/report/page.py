@@ -133,6 +133,7 @@ def html_table(df: pd.DataFrame, cls: str = "data", *, floatfmt: str = ".4g") ->
 
 
 def _html_cell(v: object, numeric: bool, floatfmt: str) -> str:
+    """One escaped HTML cell; numbers in a right-aligned ``<span class="num">``."""
     text = html.escape(format_cell(v, "html", floatfmt))
     return f'<span class="num">{text}</span>' if numeric else text
 

@@ -231,6 +231,7 @@ def _as_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _per_layer_values(s: pd.DataFrame, column: str, layers: Sequence[str]) -> np.ndarray:
+    """``column`` of a summary for each of ``layers``, in that order (NaN where a layer or the column is missing)."""
     d = s.drop_duplicates("layer").set_index("layer")
     if column not in d.columns:
         return np.full(len(layers), np.nan)

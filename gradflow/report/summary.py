@@ -183,6 +183,7 @@ def _bootstrap_layer(units: _Units, predicted: Optional[np.ndarray], n_resamples
     x = np.concatenate(parts, axis=1)
 
     def metric(s):
+        """Metrics of resampled sums ``[B, columns]`` (0/0 gives NaN quietly)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return _profile_metrics(s, T, K1, predicted)
 
@@ -277,6 +278,7 @@ def _activity(ps: pd.DataFrame, T: int) -> Dict[str, float]:
 
 
 def _mean(a: np.ndarray) -> float:
+    """Mean of the finite entries, NaN if there are none."""
     a = a[np.isfinite(a)]
     return float(a.mean()) if a.size else math.nan
 
@@ -342,6 +344,7 @@ def _one_layer(tables: Mapping[str, pd.DataFrame], run, layer: str, samples, the
                seed: int, level: float) -> Tuple[dict, List[dict]]:
     """The summary row and the profile rows of one (run,) layer."""
     def rows_of(name):
+        """The rows of table ``name`` for this run and layer (None or empty stays so)."""
         d = tables.get(name)
         if d is None or d.empty:
             return d

@@ -79,6 +79,7 @@ def escape_latex(text: object) -> str:
 
 
 def _is_missing(v: object) -> bool:
+    """Whether a cell is missing: None, pandas NA/NaT or a float NaN."""
     if v is None or v is pd.NA or v is pd.NaT:
         return True
     try:

@@ -85,6 +85,7 @@ _M_VALUES = (0.0, 1.0, 3.0)          # CLIF memory values m[t-1] drawn in the ep
 # -------------------------------------------------------------------------------------------- tables
 
 def _check_tau(tau: float, name: str = "tau") -> float:
+    """``tau`` as a float greater than 1 (so that ``gamma = 1 - 1/tau > 0``), else :class:`TheoryError`."""
     try:
         t = float(tau)
     except (TypeError, ValueError):
@@ -145,6 +146,7 @@ def _params(
 
 
 def _neuron_v_reset(p: dict, neuron: str) -> Optional[float]:
+    """The hard reset value for ``neuron``: LIF's ``v_reset``; CLIF keeps its own reset rule (None)."""
     # CLIF has its own reset rule; the hard reset (v_reset) is LIF's only
     return p["v_reset"] if neuron == "lif" else None
 
@@ -207,6 +209,7 @@ def _compute(p: dict) -> Dict[str, object]:
 
 
 def _profile_numbers(d: pd.DataFrame) -> dict:
+    """Decay rate, half-life and 1% horizon of one predicted profile (``lag``, ``predicted_relative``)."""
     r = decay_rate(d["lag"], d["predicted_relative"])
     return {"decay_rate": r, "half_life": half_life(r), "horizon": horizon(r)}
 
@@ -252,6 +255,7 @@ def _probe_factors(p: dict) -> dict:
 
 
 def _notes(p: dict) -> List[str]:
+    """Sentences under the parameter table: the simulated input, and what the options change."""
     notes = [f"Predictions for one layer fed i.i.d. N({fmt_num(p['mean'])}, {fmt_num(p['std'])}^2) currents, "
              f"T = {p['T']}, simulated on {p['n']} neurons (docs/theory.md Eq. 20-21)."]
     if p["reset"] == "hard":
@@ -274,10 +278,12 @@ def _figure_specs(tables: Mapping[str, object], p: dict) -> List[FigureSpec]:
     vmax = float(finite.max()) if len(finite) else None
 
     def draw_eps(fig):
+        """Figure 1: eps(u), LIF against CLIF."""
         plot_eps_curves(eps, ax=fig.subplots(), v_threshold=theta, surrogate=sur, alpha=a, tau=p["tau"],
                         lif_soft=p["reset"] == "soft" and not p["detach_reset"])
 
     def draw_lags(fig):
+        """Figure 2: predicted lag curves, one panel per neuron kind, shared y axis."""
         axes = fig.subplots(1, len(neurons), sharey=True, squeeze=False)[0]
         for ax, nrn in zip(axes, neurons):
             plot_lag_curves(lag_df, ax=ax, neuron=nrn, title=f"{nrn.upper()}: predicted gradient over the lag")
@@ -285,6 +291,7 @@ def _figure_specs(tables: Mapping[str, object], p: dict) -> List[FigureSpec]:
             ax.set_ylabel("")
 
     def draw_map(fig):
+        """Figure 3: the tau x surrogate half-life map per neuron kind, one colour scale."""
         axes = fig.subplots(1, len(neurons), squeeze=False)[0]
         for i, (ax, nrn) in enumerate(zip(axes, neurons)):
             plot_half_life_map(map_df, ax=ax, neuron=nrn, vmax=vmax, highlight=(p["tau"], sur))
@@ -298,7 +305,7 @@ def _figure_specs(tables: Mapping[str, object], p: dict) -> List[FigureSpec]:
          f"θ = {fmt_num(theta)}, {sur} surrogate, α = {fmt_num(a)}): LIF (blue) and CLIF at three memory "
          "values m[t-1] (orange, darker = larger m).", (9.0, 5.6), draw_eps),
         FigureSpec("lag_curves",
-         "Predicted relative gradient G_k / G_0 over the lag k, one line per τ (darker = longer τ), log scale: "
+         "Predicted relative gradient relative_k over the lag k, one line per τ (darker = longer τ), log scale: "
          "solid = simulation with all temporal correlations, dashed = independent steps. Dotted lines: the 50% "
          "(half-life) and 1% (horizon) levels.", (13.0 if wide else 8.0, 5.4), draw_lags),
         FigureSpec("half_life_map",
@@ -327,6 +334,7 @@ def _display_half_lives(map_df: pd.DataFrame) -> pd.DataFrame:
 def _half_life_grid(map_df: pd.DataFrame) -> pd.DataFrame:
     """One row per (neuron, tau), one column per surrogate: ``"half-life (horizon)"`` as text."""
     def cell(r) -> str:
+        """``"half-life (horizon)"`` of one row."""
         return f"{_short(r['half_life'])} ({_short(r['horizon'])})"
 
     surs = list(dict.fromkeys(map_df["surrogate"]))
@@ -371,8 +379,8 @@ def _explanation(p: dict, summary: dict) -> str:
         f"LIF ε = {fmt_num(f['lif_far_below'])} (= γ)."
         + ("" if rect_cut else " These are not the rectangle, α = θ values of the text above, so the factor "
            "inside the window is reduced rather than cut.") + "</p>",
-        "<p><b>Decay with the lag.</b> The second figure predicts <code>relative_k = G_k/G_0</code>, the "
-        "share of the gradient that travels k steps back, for a layer driven by i.i.d. Gaussian currents; "
+        "<p><b>Decay with the lag.</b> The second figure predicts <code>relative_k</code>, the share of a "
+        "step's spatial gradient that survives the trip k steps back, for a layer driven by i.i.d. Gaussian currents; "
         "the half-life is the lag where it falls to 50%, the horizon where the temporal contribution "
         "falls under 1% of the spatial one (from a log-linear fit of the profile, docs Eq. 22-23).</p>",
     ]

@@ -25,7 +25,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..theory import gamma_of, resolve_alpha, sg_support
-from .style import add_note, axes, neuron_color, nothing, shade
+from .style import add_note, axes, left_out, neuron_color, nothing, shade
 
 __all__ = ["plot_eps_curves", "plot_lag_curves", "plot_half_life_map", "fmt_num", "MODEL_LABEL"]
 
@@ -44,6 +44,7 @@ def fmt_num(x: float, digits: int = 3) -> str:
 
 
 def _neurons_in(df: pd.DataFrame, neuron: Optional[str]) -> List[str]:
+    """The neuron kinds to draw: ``[neuron]``, else those of the table's ``neuron`` column (``[""]``: none)."""
     if neuron is not None:
         return [str(neuron).lower()]
     if "neuron" not in df.columns or df.empty:
@@ -52,6 +53,7 @@ def _neurons_in(df: pd.DataFrame, neuron: Optional[str]) -> List[str]:
 
 
 def _select_neuron(df: pd.DataFrame, neuron: str) -> pd.DataFrame:
+    """The rows of one neuron kind (all rows when ``neuron`` is empty or the table has no ``neuron`` column)."""
     if not neuron or "neuron" not in df.columns:
         return df
     return df[df["neuron"].astype(str).str.lower() == neuron]
@@ -157,7 +159,8 @@ def plot_lag_curves(
     title: Optional[str] = None,
     legend: bool = True,
 ):
-    """Predicted ``relative_k = G_k / G_0`` over the lag ``k``, one line per tau, log y axis.
+    """Predicted ``relative_k`` (the share of a source's spatial gradient that survives k steps back)
+    over the lag ``k``, one line per tau, log y axis.
 
     ``df`` is :func:`gradflow.theory.lag_curves`'s table (``tau, model, lag,
     predicted_relative``), optionally with a ``neuron`` column; ``neuron`` keeps one type
@@ -184,33 +187,16 @@ def plot_lag_curves(
             shown = False
             for model in use_models:
                 part = d[(pd.to_numeric(d["tau"], errors="coerce") == tau) & (d["model"] == model)]
-                if part.empty:
-                    continue
-                part = part.sort_values("lag")
-                k = pd.to_numeric(part["lag"], errors="coerce").to_numpy(float)
-                r = pd.to_numeric(part["predicted_relative"], errors="coerce").to_numpy(float)
-                ok = np.isfinite(k) & np.isfinite(r)
-                n_bad += int((~ok).sum())
-                n_zero += int((ok & (r <= 0)).sum())
-                ok &= r > 0
-                if not ok.any():
-                    continue
-                ls, marker = _MODEL_STYLE.get(model, ("-.", None))
-                ax.plot(k[ok], r[ok], color=color, ls=ls, marker=marker, markersize=5, lw=2.0)
-                drawn += 1
-                shown = True
+                ok, bad, zero = _draw_curve(ax, part, color, model)
+                drawn, n_bad, n_zero, shown = drawn + ok, n_bad + bad, n_zero + zero, shown or bool(ok)
             if shown:
                 colour_handles.append(Line2D([], [], color=color, lw=2.5, label=f"{prefix}τ = {fmt_num(tau)}"))
     ax.set_yscale("log")
     if levels and drawn:
-        for y, name in _LEVELS:
-            ax.axhline(y, color="0.5", ls=":", lw=1.0, zorder=0)
-            ax.annotate(name, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(3, 0),
-                        textcoords="offset points", ha="left", va="center", fontsize="x-small", color="0.35",
-                        annotation_clip=False)
+        _draw_levels(ax)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("lag k (time steps)")
-    ax.set_ylabel(r"predicted relative gradient $G_k / G_0$ (dimensionless)")
+    ax.set_ylabel(r"predicted relative gradient relative$_k$ (dimensionless)")
     if title is None:
         who = " and ".join(n.upper() for n in neurons if n) or "neuron"
         title = f"{who}: how far back the gradient reaches"
@@ -222,14 +208,39 @@ def plot_lag_curves(
                                 marker=_MODEL_STYLE.get(m, ("-.", None))[1], lw=1.8, label=MODEL_LABEL.get(m, m))
                          for m in use_models]
         ax.legend(handles=colour_handles + style_handles, fontsize="small", frameon=False, loc="lower left")
-    parts = []
-    if n_bad:
-        parts.append(f"{n_bad} non-finite value{'s' if n_bad != 1 else ''}")
-    if n_zero:
-        parts.append(f"{n_zero} zero{'s' if n_zero != 1 else ''} (log axis)")
-    if parts:
-        add_note(ax, "not drawn: " + ", ".join(parts))
+    text = left_out(n_bad, n_zero, "zeros (log axis)" if n_zero != 1 else "zero (log axis)")
+    if text:
+        add_note(ax, text)
     return ax
+
+
+def _draw_curve(ax, part: pd.DataFrame, color, model: str) -> Tuple[int, int, int]:
+    """One predicted profile (``lag``, ``predicted_relative``) in the model's line style.
+
+    Returns (1 if drawn else 0, non-finite values left out, zeros left out of the log axis).
+    """
+    if part.empty:
+        return 0, 0, 0
+    part = part.sort_values("lag")
+    k = pd.to_numeric(part["lag"], errors="coerce").to_numpy(float)
+    r = pd.to_numeric(part["predicted_relative"], errors="coerce").to_numpy(float)
+    ok = np.isfinite(k) & np.isfinite(r)
+    bad, zero = int((~ok).sum()), int((ok & (r <= 0)).sum())
+    ok &= r > 0
+    if not ok.any():
+        return 0, bad, zero
+    ls, marker = _MODEL_STYLE.get(model, ("-.", None))
+    ax.plot(k[ok], r[ok], color=color, ls=ls, marker=marker, markersize=5, lw=2.0)
+    return 1, bad, zero
+
+
+def _draw_levels(ax) -> None:
+    """Dotted lines at the 50% (half-life) and 1% (horizon) levels, labelled outside the right edge."""
+    for y, name in _LEVELS:
+        ax.axhline(y, color="0.5", ls=":", lw=1.0, zorder=0)
+        ax.annotate(name, xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                    textcoords="offset points", ha="left", va="center", fontsize="x-small", color="0.35",
+                    annotation_clip=False)
 
 
 def plot_half_life_map(
@@ -339,4 +350,5 @@ def _cells(ax, grid: np.ndarray, cmap, top: float, annotate: bool) -> None:
 
 
 def _hatched(i: int, j: int) -> Rectangle:
+    """A grey hatched square over map cell (i, j): an infinite half-life (no decay)."""
     return Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#e6e6e6", edgecolor="0.6", hatch="//", lw=0, zorder=2)
