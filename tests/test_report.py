@@ -296,6 +296,13 @@ def test_weight_projection_interval_resamples_passes():
         pytest.approx((ci.low, ci.high))
 
 
+def test_weight_inner_products_from_the_recorder_are_used_when_present():
+    per_step, weights = hand_case()
+    w = weights.assign(ss=[1.0, 1.0], tt=[1.0, 0.25], st=[1.0, -0.5], total_norm=[9.0, 9.0])  # norms ignored
+    row = report.summarize({"per_step": per_step, "weights": w}, n_resamples=10).iloc[0]
+    assert row["weight_temporal_projection"] == pytest.approx((1.25 + 0.5) / 4.25)
+
+
 def test_summary_one_row_per_layer_and_run_first_with_samples_per_run():
     t = comparison_tables()
     names = list(dict.fromkeys(t["per_step"]["layer"]))

@@ -199,18 +199,22 @@ def _weight_stats(w: pd.DataFrame, n_resamples: int, seed: int, level: float) ->
 
     Per backward pass the layer's parameters are pooled into one vector: ``ss = sum ||g_s||^2``,
     ``tt = sum ||g_t||^2``, ``st = sum <g_s, g_t>`` with ``<g_s, g_t> = (||g||^2 - ||g_s||^2 -
-    ||g_t||^2) / 2`` per parameter (``g = g_s + g_t``, the ``total_norm`` column); then
+    ||g_t||^2) / 2`` per parameter (``g = g_s + g_t``, the ``total_norm`` column; the recorder's own
+    ``ss``, ``tt``, ``st`` columns when the table has them); then
     :func:`gradflow.stats.projections` per pass and the mean over passes.
     """
     out = dict.fromkeys(("weight_temporal_projection", "weight_temporal_projection_ci_low",
                          "weight_temporal_projection_ci_high", "weight_cosine", "weight_temporal_share"),
                         math.nan)
-    sn, tn, gn = (as_float(w[c]) for c in ("spatial_norm", "temporal_norm", "total_norm"))
-    ok = np.isfinite(sn) & np.isfinite(tn) & np.isfinite(gn)
+    if {"ss", "tt", "st"} <= set(w.columns):         # the recorder's inner products, when it writes them
+        ss, tt, st = (as_float(w[c]) for c in ("ss", "tt", "st"))
+    else:
+        sn, tn, gn = (as_float(w[c]) for c in ("spatial_norm", "temporal_norm", "total_norm"))
+        ss, tt, st = sn ** 2, tn ** 2, (gn ** 2 - sn ** 2 - tn ** 2) / 2
+    ok = np.isfinite(ss) & np.isfinite(tt) & np.isfinite(st)
     if not ok.any():
         return out
-    d = pd.DataFrame({"step": as_float(w["step"])[ok], "ss": sn[ok] ** 2, "tt": tn[ok] ** 2,
-                      "st": (gn[ok] ** 2 - sn[ok] ** 2 - tn[ok] ** 2) / 2})
+    d = pd.DataFrame({"step": as_float(w["step"])[ok], "ss": ss[ok], "tt": tt[ok], "st": st[ok]})
     per_pass = d.groupby("step", sort=True)[["ss", "tt", "st"]].sum()
     proj = stats.projections(per_pass["ss"].to_numpy(), per_pass["tt"].to_numpy(), per_pass["st"].to_numpy())
     tproj = np.atleast_1d(np.asarray(proj.temporal_projection, float))
