@@ -155,3 +155,71 @@ def test_input_files_pt_and_npz(tmp_path):
         resolve_input(mlp, input_file=str(tmp_path / "bad.npz"))
     src = resolve_input(mlp)
     assert src.kind == "random" and "RANDOM" in src.describe
+
+
+@pytest.mark.parametrize("wrap", ["state_dict", "model_state_dict", "_orig_mod."])
+def test_more_containers_and_prefixes(tmp_path, wrap):
+    torch.manual_seed(0)
+    mlp = gradflow.models.build("mlp", neuron="lif", in_features=5, widths=(6,), num_classes=3, T=2).eval()
+    sd = mlp.state_dict()
+    obj = {f"_orig_mod.{k}": v for k, v in sd.items()} if wrap == "_orig_mod." else {wrap: sd, "epoch": 7}
+    torch.save(obj, tmp_path / "c.pt")
+    lm = load_checkpoint(tmp_path / "c.pt", T=2)
+    assert lm.format == "state_dict" and _same(lm.model, mlp, torch.randn(4, 5))
+    if wrap == "_orig_mod.":
+        assert any("'_orig_mod.' prefix" in n for n in lm.notes)
+    else:
+        assert lm.meta == {"epoch": 7}
+
+
+def test_wrong_dtypes_and_shapes_are_named(tmp_path):
+    mlp = gradflow.models.build("mlp", neuron="lif", in_features=5, widths=(6,), num_classes=3, T=2)
+    sd = dict(mlp.state_dict())
+    sd["fc1.bias"] = sd["fc1.bias"].to(torch.int32)
+    torch.save({"net": sd}, tmp_path / "d.pt")
+    with pytest.raises(DataError, match=r"does not fit mlp: 1 with other dtypes \(e.g. fc1.bias int32 vs float32\)"):
+        load_checkpoint(tmp_path / "d.pt", arch="mlp")
+    sd["fc1.bias"] = torch.zeros(6, dtype=torch.float16)  # another float precision loads
+    torch.save({"net": sd}, tmp_path / "h.pt")
+    assert load_checkpoint(tmp_path / "h.pt", arch="mlp").model.fc1.bias.dtype == torch.float32
+
+
+def test_a_huge_saved_config_is_never_built(tmp_path):
+    """A corrupted width is caught on the meta device, before any memory is allocated for it."""
+    mlp = gradflow.models.build("mlp", neuron="lif", in_features=5, widths=(6,), num_classes=3, T=2)
+    cfg = dict(mlp.config, widths=[2 ** 40])
+    torch.save({"gradflow": cfg, "state_dict": mlp.state_dict()}, tmp_path / "huge.pt")
+    with pytest.raises(DataError, match=r"does not fit mlp: .*other shapes \(e.g. fc1.weight \(6, 5\) vs \(1099511627776, 5\)"):
+        load_checkpoint(tmp_path / "huge.pt")
+
+
+def test_loading_from_a_dict_and_plain_metadata(tmp_path):
+    from gradflow.io.files import plain
+
+    mlp = gradflow.models.build("mlp", neuron="lif", in_features=5, widths=(6,), num_classes=3, T=2)
+    ckpt = {"gradflow": dict(mlp.config, epoch=np.int64(3), acc=torch.tensor(0.5), opt=object()),
+            "state_dict": mlp.state_dict(), "history": [1, 2.5, torch.zeros(3)]}
+    lm = load_checkpoint(ckpt)
+    assert lm.path == "<dict>" and lm.meta == {"epoch": 3, "acc": 0.5, "history": [1, 2.5]}
+    assert plain(argparse.Namespace(T=4, f=np.float32(0.25))) == {"T": 4, "f": 0.25}
+
+
+def test_bad_inputs_are_data_errors(tmp_path):
+    torch.save({"x": torch.randn(3, 5), "y": torch.tensor([0.5, 1.0, 2.0])}, tmp_path / "frac.pt")
+    with pytest.raises(DataError, match="labels y must be whole numbers"):
+        load_input_file(str(tmp_path / "frac.pt"))
+    torch.save({"x": torch.randn(3, 5), "y": torch.tensor([1 + 1j, 0, 0])}, tmp_path / "cplx.pt")
+    with pytest.raises(DataError, match="labels y must be whole numbers"):
+        load_input_file(str(tmp_path / "cplx.pt"))
+    torch.save({"x": torch.randn(0, 5)}, tmp_path / "empty.pt")
+    with pytest.raises(DataError, match="holds no samples"):
+        load_input_file(str(tmp_path / "empty.pt"))
+    torch.save({"x": torch.randn(3, 5).to_sparse()}, tmp_path / "sparse.pt")
+    with pytest.raises(DataError, match="sparse_coo tensor"):
+        load_input_file(str(tmp_path / "sparse.pt"))
+    mlp = gradflow.models.build("mlp", neuron="lif", in_features=5, widths=(6,), num_classes=3, T=2)
+    torch.save({"x": torch.randn(3, 4, 5)}, tmp_path / "steps.pt")
+    with pytest.raises(DataError, match="3 time steps but the model was built with T=2"):
+        resolve_input(mlp, input_file=str(tmp_path / "steps.pt"))
+    with pytest.raises(DataError, match="saved task 'nope' cannot be rebuilt"):
+        resolve_input(mlp, task_config={"name": "nope"})

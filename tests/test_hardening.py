@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,7 +39,13 @@ def files(tmp_path_factory):
     torch.save(snn5.state_dict(), d / "snn5.pt")
     torch.save({"x": torch.randn(4, 3, 32, 32)}, d / "wrong_shape.pt")
     torch.save({"x": torch.randn(4, 29) + 1j * torch.randn(4, 29)}, d / "complex.pt")
-    torch.save({"x": torch.rand(7, 4, 29), "y": torch.tensor([0, 1, 2, 9])}, d / "bad_labels.pt")
+    torch.save({"x": torch.rand(7, 4, 17), "y": torch.tensor([0, 1, 2, 9])}, d / "bad_labels.pt")
+    (d / "x.pt").write_text("just some text\n" * 4)
+    torch.save({"x": torch.rand(4, 29)}, d / "wrong_features.pt")
+    torch.save({"x": torch.full((4, 17), float("nan"))}, d / "nan.pt")
+    bad_cfg = torch.load(demo, weights_only=True)
+    bad_cfg["gradflow"]["model"]["name"] = "hlp"
+    torch.save(bad_cfg, d / "bad_config.pt")
     (d / "dir").mkdir()
     ro = d / "readonly"
     ro.mkdir()
@@ -55,6 +60,12 @@ CASES = [
     ("empty file", lambda d, demo: ["analyze", str(d / "empty.pt")], DATA, "is empty"),
     ("truncated file", lambda d, demo: ["analyze", str(d / "truncated.pt")], DATA, "not a readable PyTorch checkpoint"),
     ("PNG renamed", lambda d, demo: ["analyze", str(d / "image.pt")], DATA, "not a readable PyTorch checkpoint"),
+    ("text file named x.pt", lambda d, demo: ["analyze", str(d / "x.pt")], DATA, "x.pt is not a readable PyTorch checkpoint"),
+    ("saved config names no known arch", lambda d, demo: ["analyze", str(d / "bad_config.pt")], DATA,
+     "architecture 'hlp' gradflow does not know"),
+    ("input features do not fit", lambda d, demo: ["analyze", demo, "--input", str(d / "wrong_features.pt")], DATA,
+     "built for 17 input features but the input has 29"),
+    ("input holds NaN", lambda d, demo: ["analyze", demo, "--input", str(d / "nan.pt")], DATA, "NaN or infinite"),
     ("unknown architecture", lambda d, demo: ["analyze", str(d / "snn5.pt"), "--arch", "resnet9"], USAGE,
      "Unknown architecture 'resnet9'; choose one of mlp, snn5_noAP"),
     ("state_dict does not fit", lambda d, demo: ["analyze", str(d / "snn5.pt"), "--arch", "spiking_resnet18"], DATA,
@@ -113,14 +124,14 @@ def test_code_running_pickle_is_refused_and_runs_nothing(tmp_path):
 
 _SLOW_WRITER = """
 import sys, time
-import gradflow.report.writer as w
-orig = w._render
+import gradflow.report.page as page
+orig = page.render_figure
 def slow(*a, **k):
     out = orig(*a, **k)
     print("RENDERING", flush=True)
     time.sleep(60)
     return out
-w._render = slow
+page.render_figure = slow
 from gradflow_cli.main import main
 sys.argv = ["gradflow", "analyze", "--out", sys.argv[1], "--batch-size", "4", "-q"]
 main()

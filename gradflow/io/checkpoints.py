@@ -1,12 +1,13 @@
-"""Reading and writing checkpoints (SPEC §5), safely by default.
+"""Reading and writing checkpoints, safely by default: the one checkpoint API of gradflow.
 
-Formats read by :func:`load_checkpoint`:
+Formats read by :func:`load_checkpoint` (docs/reference.md, "Checkpoint formats"):
 
-* **gradflow**: ``{"gradflow": {"arch", "neuron", "tau", "T", ...}, "state_dict": ...}``; the
-  ``gradflow`` entry holds ``model.config`` and rebuilds the model by itself;
+* **gradflow**: ``{"gradflow": {"arch", "neuron", "tau", "T", "model": config, ...}, "state_dict": ...}``;
+  the ``gradflow`` entry holds ``model.config`` and rebuilds the model by itself;
 * **clif** (the official CLIF code): ``{"net": state_dict, "epoch", "max_test_acc", "optimizer", ...}``;
 * **spikingjelly**: ``{"model": state_dict, "args": argparse.Namespace, ...}``;
-* **state_dict**: a bare mapping of parameter names to tensors.
+* **state_dict**: a bare mapping of parameter names to tensors, or one under ``"state_dict"`` /
+  ``"model_state_dict"``.
 
 For the last three, the architecture and neuron come from options (``arch``, ``neuron``, ``tau``,
 ``T``), from ``args`` where SpikingJelly saved them, or are inferred: the number of classes and input
@@ -15,35 +16,47 @@ Every inference is reported in :attr:`LoadedModel.notes`.
 
 Loading never unpickles arbitrary objects unless asked: ``torch.load(weights_only=True)`` with only
 ``argparse.Namespace`` and numpy scalars allowed. ``trust=True`` (``--trust-checkpoint``) is the only
-way to run a full unpickle, which can execute code stored in the file.
+way to run a full unpickle, which can execute code stored in the file. A configuration read from a
+file is first built on the ``meta`` device (no memory) and checked against the weights, so a corrupted
+file can neither allocate a huge model nor end in anything but one :class:`DataError` sentence.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from ..errors import DataError, UsageError
+from .. import models
+from ..errors import DataError, GradflowError, UsageError
+from ..neurons import build_neuron
+from ..schema import NEURON_KINDS
+from .files import describe, finite_float, one_line, plain, read_file
+from .statedict import FORMATS, Found, find_state_dict, fit_report, fit_score, infer_shapes, misfit_sentence, strip_prefix
 
 __all__ = [
     "LoadedModel", "load_checkpoint", "save_checkpoint", "read_file", "FORMATS", "ASSETS", "demo_checkpoint_paths",
 ]
 
-FORMATS = ("gradflow", "clif", "spikingjelly", "state_dict")
-_FORMAT_VERSION = 1
+#: Version of the ``gradflow`` entry written by :func:`save_checkpoint` (1: gradflow 0.1).
+FORMAT_VERSION = 2
+
+Source = Union[str, os.PathLike, Mapping[str, Any]]
 
 
 @dataclass
 class LoadedModel:
-    """A model built from a checkpoint, with where it came from and what was inferred."""
+    """A model built from a checkpoint, with where it came from and what was inferred.
+
+    ``model``: the gradflow model in eval mode on the CPU; ``format``: one of :data:`FORMATS`;
+    ``config``: ``model.config`` (``models.build(**config)`` rebuilds it); ``path``: the file (or
+    ``"<dict>"``); ``notes``: one line per inference or override; ``meta``: JSON-safe facts stored
+    beside the weights (epoch, accuracy, the training task, SpikingJelly's args, ...).
+    """
 
     model: torch.nn.Module
     format: str
@@ -53,173 +66,246 @@ class LoadedModel:
     meta: Dict[str, Any] = field(default_factory=dict)
 
 
-def _safe_globals() -> list:
-    allowed: list = [argparse.Namespace]
-    try:
-        import numpy as np
-
-        allowed += [np.dtype, np.ndarray]
-        for mod_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
-            try:
-                mod = __import__(mod_name, fromlist=["scalar", "_reconstruct"])
-                allowed += [mod.scalar, mod._reconstruct]
-                break
-            except (ImportError, AttributeError):
-                continue
-        dtypes = getattr(np, "dtypes", None)
-        if dtypes is not None:
-            allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
-    return allowed
+def _open(source: Source, trust: bool):
+    """``(where, loaded object)`` for a path or an already loaded checkpoint mapping."""
+    if isinstance(source, Mapping):
+        return "<dict>", source
+    if not isinstance(source, (str, os.PathLike)):
+        raise UsageError(f"A checkpoint is a file path or a loaded dict, not {type(source).__name__}.")
+    return str(Path(source)), read_file(source, trust=trust)
 
 
-def read_file(path: str | os.PathLike, *, trust: bool = False, what: str = "checkpoint") -> Any:
-    """``torch.load`` a file onto the CPU with clear errors; safe unless ``trust``.
-
-    Raises :class:`UsageError` for a missing path or a directory and :class:`DataError` for an
-    empty, truncated or foreign file, or one that needs a full unpickle (naming ``--trust-checkpoint``).
-    """
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"No such file: {p}.")
-    if p.is_dir():
-        raise UsageError(f"{p} is a directory, not a {what} file.")
-    if p.stat().st_size == 0:
-        raise DataError(f"{p} is empty, not a {what}.")
-    try:
-        if trust:
-            return torch.load(p, map_location="cpu", weights_only=False)
-        ctx = getattr(torch.serialization, "safe_globals", None)
-        if ctx is not None:
-            with ctx(_safe_globals()):
-                return torch.load(p, map_location="cpu", weights_only=True)
-        return torch.load(p, map_location="cpu", weights_only=True)  # pragma: no cover - torch < 2.5
-    except pickle.UnpicklingError as err:
-        msg = str(err)
-        if "Weights only load failed" in msg and ("Unsupported global" in msg or "GLOBAL" in msg):
-            raise DataError(
-                f"{p} contains Python objects that safe loading refuses to unpickle (it could run code); "
-                "if you trust its source, pass --trust-checkpoint."
-            ) from None
-        raise DataError(f"{p} is not a readable PyTorch {what} (it may be truncated or another kind of file).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, ImportError, TypeError) as err:
-        if isinstance(err, OSError) and not isinstance(err, zipfile.BadZipFile) and "zip" not in str(err).lower():
-            if isinstance(err, PermissionError):
-                raise UsageError(f"{p} cannot be read (permission denied).") from None
-        raise DataError(f"{p} is not a readable PyTorch {what} (it may be truncated or another kind of file).") from None
+def _arch_name(name: Any) -> Optional[str]:
+    """The registry spelling of ``name`` (case-insensitive), or None."""
+    if not isinstance(name, str):
+        return None
+    return {a.lower(): a for a in models.available()}.get(name.lower())
 
 
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
-    )
-
-
-def _strip_prefix(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Drop a ``module.`` prefix that DataParallel / DDP adds to every key."""
-    keys = list(sd)
-    if keys and all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in sd.items()}
-    return dict(sd)
-
-
-def _detect(obj: Any, p: Path):
-    """(format, state_dict, meta, saved_config)."""
-    if isinstance(obj, Mapping):
-        if "gradflow" in obj and "state_dict" in obj and isinstance(obj["gradflow"], Mapping):
-            meta = {k: v for k, v in obj.items() if k not in ("state_dict", "gradflow")}
-            return "gradflow", obj["state_dict"], meta, dict(obj["gradflow"])
-        if "net" in obj and _is_state_dict(obj["net"]):
-            meta = {k: obj[k] for k in ("epoch", "max_test_acc") if k in obj}
-            return "clif", obj["net"], meta, {}
-        if "model" in obj and _is_state_dict(obj["model"]):
-            args = obj.get("args")
-            cfg = dict(vars(args)) if isinstance(args, argparse.Namespace) else (dict(args) if isinstance(args, Mapping) else {})
-            meta = {k: obj[k] for k in ("epoch", "max_test_acc") if k in obj}
-            return "spikingjelly", obj["model"], meta, cfg
-        if _is_state_dict(obj):
-            return "state_dict", obj, {}, {}
-    raise DataError(
-        f"{p} is a PyTorch file but not a checkpoint gradflow knows (a gradflow checkpoint, the official "
-        "CLIF code's {'net': ...}, SpikingJelly's {'model': ..., 'args': ...}, or a bare state_dict)."
-    )
-
-
-def _weights_in_order(sd: Mapping[str, torch.Tensor]) -> list:
-    return [(k, v) for k, v in sd.items() if k.endswith("weight") and v.dim() >= 2]
-
-
-def _infer_shapes(sd: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
-    ws = _weights_in_order(sd)
-    if not ws:
-        return {}
-    first, last = ws[0][1], ws[-1][1]
-    out = {"in_channels": int(first.shape[1]), "num_classes": int(last.shape[0])}
-    if all(v.dim() == 2 for _, v in ws):  # fully connected: widths from the chain of weights
-        out["widths"] = [int(v.shape[0]) for _, v in ws[:-1]]
+def _given(arch, neuron, T, neuron_opts: Dict[str, Any]) -> Dict[str, Any]:
+    """The caller's overrides, checked (a bad value is the caller's :class:`UsageError`)."""
+    out: Dict[str, Any] = {}
+    if arch is not None:
+        out["name"] = _arch_name(arch)
+        if out["name"] is None:
+            raise UsageError(f"Unknown architecture {arch!r}; choose one of {', '.join(models.available())}.")
+    if neuron is not None:
+        if str(neuron).lower() not in NEURON_KINDS:
+            raise UsageError(f"Unknown neuron {neuron!r}; choose one of {', '.join(NEURON_KINDS)}.")
+        out["neuron"] = str(neuron).lower()
+    if T is not None:
+        if isinstance(T, bool) or not isinstance(T, (int, float)) or int(T) != T or int(T) <= 0:
+            raise UsageError(f"T must be a positive integer, got {T!r}.")
+        out["T"] = int(T)
+    unknown = sorted(k for k in neuron_opts if k not in models.NEURON_OPTIONS)
+    if unknown:
+        raise UsageError(f"Unknown neuron option {unknown[0]!r}; the options are {', '.join(models.NEURON_OPTIONS)}.")
+    out.update(neuron_opts)
     return out
 
 
-def _args_value(cfg: Mapping[str, Any], *names: str):
-    for n in names:
-        if n in cfg and cfg[n] is not None:
-            return cfg[n]
-    return None
+def _probe_neuron(kind: str, opts: Dict[str, Any]) -> None:
+    """Build one neuron of ``kind`` with the caller's options: a bad value raises UsageError here."""
+    try:
+        build_neuron(kind, **opts)
+    except TypeError as err:
+        raise UsageError(f"Bad neuron options {sorted(opts)} for {kind} neurons: {err}.") from None
 
 
-def _fit_report(model: torch.nn.Module, sd: Mapping[str, torch.Tensor]) -> tuple:
-    """(missing, unexpected, mismatched) keys of ``sd`` against ``model``."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    mismatched = [
-        f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
-    ]
-    return missing, unexpected, mismatched
+def _build_on_meta(cfg: Dict[str, Any], where: str, what: str):
+    """``models.build(**cfg)`` on the meta device; any failure is a DataError about ``what``."""
+    for key, value in cfg.items():
+        if isinstance(value, (list, tuple)):
+            ok = all(v is None or isinstance(v, (bool, int, float, str)) for v in value)
+        else:
+            ok = value is None or isinstance(value, (bool, int, float, str))
+        if not ok:
+            raise DataError(f"{where}: {what} holds {key}={describe(value)}, which is not a plain value.")
+    try:
+        with torch.device("meta"):
+            return models.build(**cfg)
+    except GradflowError as err:
+        raise DataError(one_line(f"{where}: {what} cannot be built ({str(err).rstrip('.')}).")) from None
+    except Exception as err:  # noqa: BLE001 - values read from a file: any failure means a bad file
+        raise DataError(f"{where}: {what} cannot be built ({type(err).__name__}).") from None
 
 
-def _score(model, sd) -> float:
-    missing, unexpected, mismatched = _fit_report(model, sd)
-    n = max(len(model.state_dict()), 1)
-    return 1.0 - (len(missing) + len(unexpected) + len(mismatched)) / (n + len(unexpected))
-
-
-def _candidates(shapes: Dict[str, Any], sd) -> list:
-    from .. import models
-
-    names = []
-    keys = set(sd)
-    for name in models.available():
-        if name == "mlp":
-            if "widths" in shapes:
-                names.append(name)
+def _hint(current: str, cfg: Dict[str, Any], sd, shapes, score: float) -> str:
+    """``"; the keys fit X better (try --arch X)"`` when another architecture fits ``sd`` better."""
+    fits = []
+    for cand in _candidates(shapes, sd):
+        if cand == current:
             continue
-        names.append(name)
-    # cheap pre-filter on key prefixes before building anything large
-    prefixes = {"snn5_noAP": "features.0.fwd.0.weight", "spiking_resnet18": "conv1.weight",
-                "spiking_resnet34": "conv1.weight", "spiking_vgg11_bn": "layer1.0.weight",
-                "spiking_vgg13_bn": "layer1.0.weight"}
-    return [n for n in names if n == "mlp" or prefixes.get(n) in keys] or names
+        try:
+            with torch.device("meta"):
+                m = _build_arch(cand, cfg.get("neuron", "lif"), shapes, cfg.get("T", 4), {})
+        except Exception:  # noqa: BLE001 - an architecture that cannot take these shapes
+            continue
+        fits.append((fit_score(m, sd), cand))
+    if fits:
+        best_score, best = max(fits)
+        if best_score > score:
+            return f"; the keys fit {best} better (try --arch {best})"
+    return ""
 
 
-def _build(arch: str, neuron: str, shapes: Dict[str, Any], T: int, neuron_kwargs: Dict[str, Any]):
-    from .. import models
+def _check_fit(meta_model, cfg, sd, shapes, where: str) -> None:
+    misfit = fit_report(meta_model, sd)
+    if misfit:
+        hint = _hint(cfg["name"], cfg, sd, shapes, fit_score(meta_model, sd))
+        raise DataError(one_line(f"The state_dict in {where} does not fit {cfg['name']}: {misfit_sentence(misfit)}{hint}.", 500))
 
+
+def _from_gradflow(found: Found, sd, given: Dict[str, Any], where: str):
+    """``(cfg, notes, meta)`` for a gradflow checkpoint: the saved config with the overrides applied."""
+    entry = found.saved
+    nested = entry.get("model")
+    src = {k: v for k, v in nested.items() if isinstance(k, str)} if isinstance(nested, Mapping) else entry
+    saved_name = src.get("name", entry.get("arch"))
+    name = given.get("name") or _arch_name(saved_name)
+    if name is None:
+        raise DataError(f"{where} is a gradflow checkpoint whose architecture {describe(saved_name)} gradflow does not know.")
+    accepted = {"neuron", "num_classes", "in_channels", "T"} | set(models.ARCHITECTURES[name].options)
+    accepted |= set(models.NEURON_OPTIONS)
+    cfg: Dict[str, Any] = {k: v for k, v in src.items() if k in accepted}
+    meta = plain({k: v for k, v in entry.items() if k not in cfg and k not in ("model", "format_version", "name")})
+    meta.update(plain(found.extra))
+    notes: List[str] = []
+    if "name" in given and given["name"] != _arch_name(saved_name):
+        notes.append(f"architecture {name} given, checkpoint says {describe(saved_name)}")
+    kind = given.get("neuron", cfg.get("neuron", "lif"))
+    if not isinstance(kind, str) or kind.lower() not in NEURON_KINDS:
+        raise DataError(f"{where} is a gradflow checkpoint with an unknown neuron {describe(kind)}.")
+    kind = kind.lower()
+    _probe_neuron(kind, {k: v for k, v in given.items() if k in models.NEURON_OPTIONS})
+    for key, value in given.items():
+        if key == "name":
+            continue
+        if key not in cfg:
+            notes.append(f"{key}={value} given (the checkpoint used the default)")
+        elif cfg[key] != value:
+            notes.append(f"{key}={value} given, checkpoint says {describe(cfg[key])}")
+        cfg[key] = value
+    cfg["name"], cfg["neuron"] = name, kind
+    for key, keep in (("v_reset", kind != "clif"), ("init_tau", kind == "plif")):
+        if not keep and key in cfg and key not in given:
+            notes.append(f"dropped the saved {key}={describe(cfg.pop(key))} ({kind} neurons have no such option)")
+    return cfg, notes, meta
+
+
+def _saved_int(saved: Mapping[str, Any], key: str, where: str) -> Optional[int]:
+    value = saved.get(key)
+    if value is None:
+        return None
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and float(value) == int(value) >= 1
+    if not ok:
+        raise DataError(f"{where} stores {key}={describe(value)} in its args, which is not a positive integer.")
+    return int(value)
+
+
+def _from_foreign(found: Found, sd, given: Dict[str, Any], where: str):
+    """``(cfg, notes, meta)`` for a clif / spikingjelly / state_dict file: options, args, inference."""
+    saved = plain(found.saved)
+    meta = {k: v for k, v in plain(found.extra).items() if k != "optimizer"}
+    if saved:
+        meta["args"] = saved
+    notes: List[str] = []
+    name = given.get("name")
+    if name is None:
+        for key in ("arch", "model"):
+            if isinstance(saved.get(key), str):
+                name = _arch_name(saved[key])
+                if name is None:
+                    notes.append(f"ignored the saved architecture name {describe(saved[key])} (not one gradflow knows)")
+                break
+    kind = given.get("neuron")
+    if kind is None:
+        saved_kind = saved.get("neuron", saved.get("neuron_model"))
+        if isinstance(saved_kind, str) and saved_kind.lower() in NEURON_KINDS:
+            kind = saved_kind.lower()
+            notes.append(f"neuron {kind} taken from the checkpoint's args")
+    if kind is None:
+        has_w = any(k.endswith(".w") and v.dim() == 0 for k, v in sd.items())
+        kind = "plif" if has_w else "lif"
+        notes.append(f"neuron {kind} inferred ({'PLIF w parameters present' if has_w else 'no neuron parameters; pass --neuron clif for CLIF'})")
+    opts = {k: v for k, v in given.items() if k in models.NEURON_OPTIONS}
+    _probe_neuron(kind, opts)
+    T = given.get("T")
+    if T is None:
+        T = _saved_int(saved, "T", where)
+        notes.append(f"T={T} from the checkpoint args" if T is not None else "T=4 assumed (pass --T)")
+        T = 4 if T is None else T
+    if "tau" not in opts and saved.get("tau") is not None:
+        opts["tau"] = finite_float(saved["tau"], "tau", where)
+        notes.append(f"tau={opts['tau']:g} from the checkpoint args")
+        try:
+            build_neuron(kind, **opts)
+        except (GradflowError, TypeError) as err:
+            raise DataError(one_line(f"{where}: the saved tau={opts['tau']:g} does not fit {kind} neurons ({str(err).rstrip('.')}).")) from None
+    return dict(name=name, neuron=kind, T=T, **opts), notes, meta
+
+
+def _build_arch(arch: str, neuron: str, shapes: Dict[str, Any], T: int, neuron_kwargs: Dict[str, Any]):
     kw = dict(neuron_kwargs)
     if arch == "mlp":
         kw["in_features"] = shapes.get("in_channels")
         if "widths" in shapes:
             kw["widths"] = tuple(shapes["widths"])
         return models.build(arch, neuron=neuron, num_classes=shapes.get("num_classes", 10), T=T, **kw)
-    return models.build(
-        arch, neuron=neuron, num_classes=shapes.get("num_classes", 10), in_channels=shapes.get("in_channels", 3),
-        T=T, **kw,
-    )
+    return models.build(arch, neuron=neuron, num_classes=shapes.get("num_classes", 10),
+                        in_channels=shapes.get("in_channels", 3), T=T, **kw)
+
+
+def _candidates(shapes: Dict[str, Any], sd) -> List[str]:
+    """Architectures worth trying for ``sd``: those whose first key is present (all if none is)."""
+    prefixes = {"snn5_noAP": "features.0.fwd.0.weight", "spiking_resnet18": "conv1.weight",
+                "spiking_resnet34": "conv1.weight", "spiking_vgg11_bn": "layer1.0.weight",
+                "spiking_vgg13_bn": "layer1.0.weight"}
+    names = [n for n in models.available() if n != "mlp" or "widths" in shapes]
+    return [n for n in names if n == "mlp" or prefixes.get(n) in sd] or names
+
+
+def _infer_arch(cfg: Dict[str, Any], sd, shapes, notes: List[str], where: str) -> Dict[str, Any]:
+    """The full build configuration for a foreign state dict (architecture inferred if not given)."""
+    neuron_kwargs = {k: v for k, v in cfg.items() if k not in ("name", "neuron", "T")}
+    if shapes:
+        notes.append(f"{shapes['num_classes']} classes and {shapes['in_channels']} input "
+                     f"{'features' if 'widths' in shapes else 'channels'} inferred from tensor shapes")
+    names = [cfg["name"]] if cfg["name"] is not None else _candidates(shapes, sd)
+    fits = []
+    for cand in names:
+        try:
+            with torch.device("meta"):
+                m = _build_arch(cand, cfg["neuron"], shapes, cfg["T"], neuron_kwargs)
+        except Exception:  # noqa: BLE001 - an architecture that cannot take these shapes
+            continue
+        fits.append((fit_score(m, sd), cand, m))
+    if cfg["name"] is not None:
+        if not fits:
+            raise DataError(f"The state_dict in {where} cannot be given to {cfg['name']} (its tensor shapes do not fit).")
+        _check_fit(fits[0][2], dict(fits[0][2].config), sd, shapes, where)
+        return dict(fits[0][2].config)
+    exact = [f for f in fits if f[0] == 1.0]
+    if not exact:
+        best = max(fits, key=lambda f: f[0])[1] if fits else None
+        hint = f" (closest: {best}; try --arch {best})" if best else ""
+        raise DataError(f"The state_dict in {where} does not match any known architecture{hint}; pass --arch explicitly.")
+    notes.append(f"architecture {exact[0][1]} inferred from the state_dict keys")
+    return dict(exact[0][2].config)
+
+
+def _load_weights(cfg: Dict[str, Any], sd, where: str) -> torch.nn.Module:
+    """Build ``cfg`` for real and load ``sd`` strictly (its fit was checked on the meta device)."""
+    model = models.build(**cfg)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except Exception as err:  # noqa: BLE001 - e.g. a tensor whose storage does not match its shape
+        raise DataError(f"The weights in {where} cannot be loaded into {cfg['name']} ({type(err).__name__}).") from None
+    return model.eval()
 
 
 def load_checkpoint(
-    path: str | os.PathLike,
+    source: Source,
     *,
     arch: Optional[str] = None,
     neuron: Optional[str] = None,
@@ -228,146 +314,48 @@ def load_checkpoint(
     surrogate: Optional[str] = None,
     alpha: Optional[float] = None,
     T: Optional[int] = None,
+    options: Optional[Mapping[str, Any]] = None,
     trust: bool = False,
 ) -> LoadedModel:
     """Load any supported checkpoint into a gradflow model (on the CPU, eval mode).
 
-    Options override what the file says (for gradflow checkpoints a note records each override).
-    Raises :class:`UsageError` / :class:`DataError` with one sentence on every user mistake: missing
-    or unreadable file, unknown format or architecture, or a state_dict that does not fit (the
-    message summarises missing, unexpected and mismatched keys and names the best-fitting arch).
+    ``source`` is a file path or an already loaded checkpoint dict. The keyword arguments override
+    what the file says (each override of a gradflow checkpoint is noted); ``options`` passes further
+    neuron options (``v_reset``, ``detach_reset``, ``decay_input``, ``init_tau``, ...).
+
+    Raises :class:`UsageError` for the caller's mistakes (missing path, unknown architecture or neuron,
+    bad option values) and :class:`DataError`, one sentence, for everything wrong with the file: not
+    a PyTorch file, not a known container, a configuration that cannot be rebuilt, or a state_dict
+    that does not fit (missing, unexpected and mismatched keys summarised, the best-fitting
+    architecture named).
     """
-    from .. import models
-
-    p = Path(path)
-    obj = read_file(p, trust=trust)
-    fmt, sd, meta, saved = _detect(obj, p)
-    sd = _strip_prefix(sd)
-    notes: List[str] = []
-    if trust:
-        notes.append("loaded with --trust-checkpoint: the file was fully unpickled")
-    if T is not None and (isinstance(T, bool) or int(T) != T or int(T) <= 0):
-        raise UsageError(f"T must be a positive integer, got {T!r}.")
-    if arch is not None and arch not in models.available():
-        raise UsageError(f"Unknown architecture {arch!r}; choose one of {', '.join(models.available())}.")
-    shapes = _infer_shapes(sd)
-    neuron_kwargs: Dict[str, Any] = {}
-
-    if fmt == "gradflow":
-        cfg = dict(saved)
-        cfg.pop("format_version", None)
-        name, alias = cfg.pop("name", None), cfg.pop("arch", None)
-        name = name or alias
-        if name is not None and name in models.ARCHITECTURES:
-            accepted = {"neuron", "num_classes", "in_channels", "T"} | set(models.ARCHITECTURES[name].options)
-            accepted |= set(models.NEURON_OPTIONS)
-            for key in [k for k in cfg if k not in accepted]:
-                meta[key] = cfg.pop(key)
-        overrides = dict(name=arch, neuron=neuron, tau=tau, v_threshold=v_threshold, surrogate=surrogate,
-                         alpha=alpha, T=T)
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key == "name":
-                if value != name:
-                    notes.append(f"architecture {value} given, checkpoint says {name}")
-                name = value
-            else:
-                if key not in cfg:
-                    notes.append(f"{key}={value} given (the checkpoint used the default)")
-                elif cfg[key] != value:
-                    notes.append(f"{key}={value} given, checkpoint says {cfg[key]}")
-                cfg[key] = value
-        if name is None:
-            raise DataError(f"{p} is a gradflow checkpoint without an architecture name.")
-        model = models.build(name, **cfg)
-        config = model.config
+    neuron_opts = dict(tau=tau, v_threshold=v_threshold, surrogate=surrogate, alpha=alpha)
+    neuron_opts = {k: v for k, v in neuron_opts.items() if v is not None}
+    neuron_opts.update(dict(options or {}))
+    given = _given(arch, neuron, T, neuron_opts)
+    where, obj = _open(source, trust)
+    found = find_state_dict(obj)
+    if found is None:
+        raise DataError(
+            f"{where} is a PyTorch file but not a checkpoint gradflow knows (a gradflow checkpoint, the official "
+            "CLIF code's {'net': ...}, SpikingJelly's {'model': ..., 'args': ...}, or a state_dict)."
+        )
+    sd, prefix = strip_prefix(found.state_dict)
+    shapes = infer_shapes(sd)
+    if found.format == "gradflow":
+        cfg, notes, meta = _from_gradflow(found, sd, given, where)
+        meta_model = _build_on_meta(cfg, where, "its saved model configuration")
+        _check_fit(meta_model, cfg, sd, shapes, where)
+        cfg = dict(meta_model.config)
     else:
-        arch_given = arch
-        arch = arch or _args_value(saved, "arch", "model")
-        if arch is not None and arch not in models.available():
-            if arch_given is None:
-                notes.append(f"ignored the saved architecture name {arch!r} (not one gradflow knows)")
-                arch = None
-        if neuron is None:
-            saved_neuron = _args_value(saved, "neuron", "neuron_model")
-            if saved_neuron is not None and str(saved_neuron).lower() in ("lif", "clif", "plif"):
-                neuron = str(saved_neuron).lower()
-                notes.append(f"neuron {neuron} taken from the checkpoint's args")
-        has_w = any(k.endswith(".w") and v.dim() == 0 for k, v in sd.items())
-        if neuron is None:
-            neuron = "plif" if has_w else "lif"
-            notes.append(
-                f"neuron {neuron} inferred ({'PLIF w parameters present' if has_w else 'no neuron parameters; pass --neuron clif for CLIF'})"
-            )
-        if T is None:
-            saved_T = _args_value(saved, "T")
-            T = int(saved_T) if saved_T is not None else 4
-            notes.append(f"T={T} {'from the checkpoint args' if saved_T is not None else 'assumed (pass --T)'}")
-        if tau is None:
-            saved_tau = _args_value(saved, "tau")
-            if saved_tau is not None:
-                tau = float(saved_tau)
-                notes.append(f"tau={tau:g} from the checkpoint args")
-        for key, value in dict(tau=tau, v_threshold=v_threshold, surrogate=surrogate, alpha=alpha).items():
-            if value is not None:
-                neuron_kwargs[key] = value
-        from ..neurons import build_neuron
-
-        build_neuron(neuron, **neuron_kwargs)  # bad neuron options: one clear UsageError here
-        if shapes:
-            notes.append(
-                f"{shapes['num_classes']} classes and {shapes['in_channels']} input "
-                f"{'features' if 'widths' in shapes else 'channels'} inferred from tensor shapes"
-            )
-        if arch is None:
-            fits = []
-            for cand in _candidates(shapes, sd):
-                try:
-                    m = _build(cand, neuron, shapes, T, neuron_kwargs)
-                except Exception:  # an arch that cannot take these shapes
-                    continue
-                fits.append((_score(m, sd), cand, m))
-            exact = [f for f in fits if f[0] == 1.0]
-            if not exact:
-                best = max(fits, key=lambda f: f[0])[1] if fits else None
-                hint = f" (closest: {best}; try --arch {best})" if best else ""
-                raise DataError(
-                    f"The state_dict in {p} does not match any known architecture{hint}; pass --arch explicitly."
-                )
-            arch, model = exact[0][1], exact[0][2]
-            notes.append(f"architecture {arch} inferred from the state_dict keys")
-        else:
-            model = _build(arch, neuron, shapes, T, neuron_kwargs)
-        config = model.config
-
-    missing, unexpected, mismatched = _fit_report(model, sd)
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if mismatched:
-            parts.append(f"{len(mismatched)} with other shapes (e.g. {mismatched[0]})")
-        best = None
-        fits = []
-        for cand in _candidates(shapes, sd):
-            if cand == config["name"]:
-                continue
-            try:
-                fits.append((_score(_build(cand, config["neuron"], shapes, config["T"], {}), sd), cand))
-            except Exception:
-                continue
-        if fits:
-            score, cand = max(fits)
-            if score > _score(model, sd):
-                best = cand
-        hint = f"; the keys fit {best} better (try --arch {best})" if best else ""
-        raise DataError(f"The state_dict in {p} does not fit {config['name']}: {', '.join(parts)}{hint}.")
-    model.load_state_dict(sd, strict=True)
-    model.eval()
-    return LoadedModel(model=model, format=fmt, config=config, path=str(p), notes=notes, meta=meta)
+        cfg, notes, meta = _from_foreign(found, sd, given, where)
+        cfg = _infer_arch(cfg, sd, shapes, notes, where)
+    if prefix:
+        notes.append(f"removed the {prefix!r} prefix from every key")
+    if trust:
+        notes.insert(0, "loaded with --trust-checkpoint: the file was fully unpickled")
+    model = _load_weights(cfg, sd, where)
+    return LoadedModel(model=model, format=found.format, config=model.config, path=where, notes=notes, meta=meta)
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, /, **meta: Any) -> Path:
@@ -380,7 +368,7 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, /, **meta: 
     if not isinstance(config, Mapping):
         raise UsageError("save_checkpoint needs a gradflow model (with a .config); build it with gradflow.models.build.")
     info = dict(config)
-    info["format_version"] = _FORMAT_VERSION
+    info["format_version"] = FORMAT_VERSION
     info["arch"] = info["name"]
     for k, v in meta.items():
         info[k] = v

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, GradflowError, UsageError
 from ..tasks import TASKS, make_task, parse_task
-from .checkpoints import read_file
+from .files import check_readable, describe, one_line, read_file
 from .cifar import load_cifar
 
 __all__ = ["InputSource", "resolve_input", "load_input_file", "check_batch"]
@@ -38,56 +38,114 @@ class InputSource:
         return self.sampler(batch_size, n_batches, seed)
 
 
-def load_input_file(path: str) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Read ``x`` (and optional ``y``) from a ``.pt`` (dict or tensor) or ``.npz`` file, safely."""
+_REAL = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+_INT = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
-    p = Path(path)
-    if p.suffix == ".npz":
-        if not p.exists():
-            raise UsageError(f"No such file: {p}.")
+
+def _tensor(value, name: str, p: Path) -> torch.Tensor:
+    """``value`` (a tensor or numpy array read from ``p``) as a dense CPU tensor, or a DataError."""
+    if isinstance(value, np.ndarray):
         try:
-            with np.load(p, allow_pickle=False) as z:
-                if "x" not in z.files:
-                    raise DataError(f"{p} has no array named 'x' (found {', '.join(z.files) or 'none'}).")
-                x = torch.from_numpy(np.array(z["x"]))
-                y = torch.from_numpy(np.array(z["y"])) if "y" in z.files else None
-        except DataError:
-            raise
-        except Exception:
-            raise DataError(f"{p} is not a readable .npz file.") from None
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        except (TypeError, ValueError):
+            raise DataError(f"{p}: {name} is a numpy array of type {value.dtype}, not numbers.") from None
+    if not isinstance(value, torch.Tensor):
+        raise DataError(f"{p}: {name} must be a tensor or an array, got {type(value).__name__}.")
+    if value.layout != torch.strided or value.is_quantized:
+        raise DataError(f"{p}: {name} is a {str(value.layout).replace('torch.', '')} tensor; save a dense one.")
+    return value
+
+
+def _read_npz(p: Path):
+    check_readable(p, "input")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            files = list(z.files)
+            if "x" not in files:
+                raise DataError(f"{p} has no array named 'x' (found {', '.join(files) or 'none'}).")
+            return {"x": np.array(z["x"]), "y": np.array(z["y"]) if "y" in files else None}
+    except DataError:
+        raise
+    except Exception:  # noqa: BLE001 - numpy's zip and header parsers raise many types on bad bytes
+        raise DataError(f"{p} is not a readable .npz file.") from None
+
+
+def load_input_file(path: str) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Read ``x`` (and optional labels ``y``) from a ``.pt`` (a tensor, or a dict with ``"x"``) or an
+    ``.npz`` file, safely (no code runs); ``x`` comes back as a float tensor, ``y`` as int64 ``[N]``.
+
+    Raises :class:`UsageError` for a missing path and :class:`DataError`, one sentence, for any file
+    that is not such an input: unreadable bytes, other contents, ``x`` empty, not real-valued or
+    holding NaN/inf, labels that are not whole numbers.
+    """
+    p = Path(path)
+    obj = _read_npz(p) if p.suffix == ".npz" else read_file(p, what="input")
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        x, y = obj, None
+    elif isinstance(obj, Mapping) and "x" in obj:
+        x, y = obj["x"], obj.get("y")
     else:
-        obj = read_file(p, what="input")
-        if isinstance(obj, torch.Tensor):
-            x, y = obj, None
-        elif isinstance(obj, dict) and "x" in obj:
-            x, y = obj["x"], obj.get("y")
-        else:
-            raise DataError(f"{p} holds neither a tensor nor a dict with 'x'.")
-        if not isinstance(x, torch.Tensor) or (y is not None and not isinstance(y, torch.Tensor)):
-            raise DataError(f"{p}: 'x' and 'y' must be tensors.")
-    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)):
+        raise DataError(f"{p} holds neither a tensor nor a dict with 'x'.")
+    x = _tensor(x, "x", p)
+    if not (x.is_floating_point() or x.dtype in _REAL):
         raise DataError(f"{p}: x has dtype {x.dtype}; expected real numbers.")
-    x = x.float() if not x.is_floating_point() else x
+    if x.dim() == 0 or x.numel() == 0:
+        raise DataError(f"{p}: x has shape {tuple(x.shape)}, which holds no samples.")
+    x = x if x.is_floating_point() else x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"{p}: x contains NaN or infinite values.")
     if y is not None:
-        if y.is_floating_point() or y.is_complex():
-            if not torch.equal(y, y.round()):
-                raise DataError(f"{p}: labels y must be integers, got dtype {y.dtype}.")
-        y = y.long()
+        y = _labels(_tensor(y, "y", p), p)
     return x, y
 
 
+def _labels(y: torch.Tensor, p: Path) -> torch.Tensor:
+    """Labels as int64, or a DataError when they are not whole numbers."""
+    if y.dtype in _INT:
+        return y.long()
+    if y.is_floating_point() and bool(torch.isfinite(y).all()) and torch.equal(y, y.round()):
+        if y.numel() == 0 or float(y.abs().max()) < 2 ** 53:
+            return y.long()
+    raise DataError(f"{p}: labels y must be whole numbers, got dtype {y.dtype}.")
+
+
 def check_batch(x: torch.Tensor, y: Optional[torch.Tensor], model, *, static_rank: int) -> None:
-    """Check labels against the model's classes and the batch dimension."""
+    """Check labels against the model's classes (``model.num_classes`` when it has one) and the
+    number of samples (``x`` is ``[N, ...]`` with ``static_rank`` dimensions or ``[T, N, ...]``)."""
     n = x.shape[0] if x.dim() == static_rank else x.shape[1]
     if y is None:
         return
     if y.dim() != 1 or y.shape[0] != n:
         raise DataError(f"Labels y have shape {tuple(y.shape)} but the input has {n} samples.")
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= model.num_classes):
+    classes = getattr(model, "num_classes", None)
+    if y.numel() and classes is not None and (int(y.min()) < 0 or int(y.max()) >= classes):
         raise DataError(
-            f"Labels must lie in 0..{model.num_classes - 1} for this {model.num_classes}-class model; "
+            f"Labels must lie in 0..{classes - 1} for this {classes}-class model; "
             f"found {int(y.min())}..{int(y.max())}."
         )
+
+
+def _check_fits_model(x: torch.Tensor, model, static_rank: int, name: str) -> bool:
+    """Check ``x`` against a gradflow model's step count and input shape; True when time-major."""
+    if x.dim() not in (static_rank, static_rank + 1):
+        raise DataError(
+            f"{name}: x has shape {tuple(x.shape)}; this model takes [N, ...] with {static_rank} "
+            f"dimensions or [T, N, ...] with {static_rank + 1}."
+        )
+    time_major = x.dim() == static_rank + 1
+    n = x.shape[1] if time_major else x.shape[0]
+    if n == 0:
+        raise DataError(f"{name}: x has shape {tuple(x.shape)}, which holds no samples.")
+    T = getattr(model, "T", None)
+    if time_major and T is not None and x.shape[0] != T:
+        raise DataError(f"{name}: x has {x.shape[0]} time steps but the model was built with T={T}.")
+    check = getattr(model, "check_input_shape", None)
+    if check is not None:
+        try:
+            check(tuple(x.shape[1:]) if time_major else tuple(x.shape))
+        except UsageError as err:
+            raise DataError(f"{name}: {err}") from None
+    return time_major
 
 
 def _slices(x, y, time_major: bool):
@@ -120,12 +178,7 @@ def resolve_input(
         raise UsageError("Give either --input or --data, not both.")
     if input_file is not None:
         x, y = load_input_file(input_file)
-        if x.dim() not in (static_rank, static_rank + 1):
-            raise DataError(
-                f"{input_file}: x has shape {tuple(x.shape)}; this model takes [N, ...] with {static_rank} "
-                f"dimensions or [T, N, ...] with {static_rank + 1}."
-            )
-        time_major = x.dim() == static_rank + 1
+        time_major = _check_fits_model(x, model, static_rank, input_file)
         check_batch(x, y, model, static_rank=static_rank)
         n = x.shape[1] if time_major else x.shape[0]
         return InputSource("file", f"file {input_file} ({n} samples{'' if y is not None else ', no labels'})",
@@ -153,10 +206,28 @@ def resolve_input(
             f"({', '.join(TASKS)}) or random."
         )
     if task_config:
-
-        cfg = dict(task_config)
-        return _task_source(make_task(cfg.pop("name"), **cfg), model)
+        task = _saved_task(task_config)
+        x, _ = task.sample(1, seed=0, split="test")
+        try:
+            _check_fits_model(x, model, static_rank, "The checkpoint's saved task")
+        except DataError as err:
+            raise DataError(f"{str(err).rstrip('.')}; pass --input or --data.") from None
+        return _task_source(task, model)
     return _random_source(model)
+
+
+def _saved_task(task_config) -> object:
+    """The built-in task a checkpoint says it was trained on; a DataError if it names none."""
+    if not isinstance(task_config, Mapping) or not isinstance(task_config.get("name"), str):
+        raise DataError("The checkpoint's saved task is not a task description; pass --input or --data.")
+    cfg = {k: v for k, v in task_config.items() if isinstance(k, str)}
+    name = cfg.pop("name")
+    try:
+        return make_task(name, **cfg)
+    except Exception as err:  # noqa: BLE001 - values read from a file
+        detail = str(err).rstrip(".") if isinstance(err, GradflowError) else type(err).__name__
+        raise DataError(one_line(f"The checkpoint's saved task {describe(name)} cannot be rebuilt ({detail}); "
+                                 "pass --input or --data.")) from None
 
 
 def _task_source(task, model) -> InputSource:
