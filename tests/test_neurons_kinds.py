@@ -29,16 +29,18 @@ from gradflow.neurons.kind import AdjointStep
 from gradflow.neurons.lif import surrogate_window
 from gradflow.surrogate import SURROGATES
 
-# (v_reset, detach_reset, decay_input, smooth); CLIF takes only the soft reset
-OPTIONS = list(itertools.product([None, 0.3], [False, True], [False, True], [False, True]))
+# (v_reset, detach_reset, decay_input, smooth, m_grad); CLIF takes only the soft reset, m_grad is CLIF's
+OPTIONS = list(itertools.product([None, 0.3], [False, True], [False, True], [False, True], [True, False]))
 
 
 def _params(kind, surrogate, opt):
-    v_reset, detach, decay, smooth = OPTIONS[opt]
+    v_reset, detach, decay, smooth, m_grad = OPTIONS[opt]
     if kind == "clif" and v_reset is not None:
         pytest.skip("CLIF has only the soft reset")
+    if kind != "clif" and not m_grad:
+        pytest.skip("m_grad is CLIF's option")
     return make_params(tau=1.7, v_threshold=0.9, v_reset=v_reset, surrogate=surrogate, detach_reset=detach,
-                       decay_input=decay, smooth=smooth)
+                       decay_input=decay, smooth=smooth, m_grad=m_grad)
 
 
 def _autograd_jacobian(kind, p, k, u, prev):
@@ -48,7 +50,10 @@ def _autograd_jacobian(kind, p, k, u, prev):
     _, new = kind.fire_reset(u, prev, p, k)
     out = {}
     for out_name, value in zip(kind.State._fields, new):
-        grads = torch.autograd.grad(value.sum(), (u, *prev), allow_unused=True, retain_graph=True)
+        if not value.requires_grad:  # detached (CLIF's m with m_grad=False): every partial is 0
+            grads = (None,) * (1 + len(prev))
+        else:
+            grads = torch.autograd.grad(value.sum(), (u, *prev), allow_unused=True, retain_graph=True)
         for in_name, g in zip(("u",) + kind.State._fields, grads):
             out[out_name + in_name] = torch.zeros_like(u) if g is None else g
     return out
@@ -131,6 +136,35 @@ def test_sweep_reproduces_autograd_delta(kind_name, truncate):
     for t, j, step in sweep(kind, lambda i: jacobian_at(jac, i), 7, tr.cut, P_at=lambda i, j: e[i] * j.sg):
         delta[t] = step.delta
     torch.testing.assert_close(delta, torch.stack([u.grad for u in tr.u]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_clif_m_grad_false_stops_the_m_path(detach_reset):
+    """m_grad=False: the forward is unchanged; gradients equal autograd with m detached, on both backends."""
+    torch.manual_seed(6)
+    x = torch.randn(8, 50, dtype=torch.float64) + 0.8
+    e = torch.randn_like(x)
+    sur = gradflow.surrogate.make_surrogate("atan")
+    xr = x.clone().requires_grad_()
+    v, m, out = torch.zeros(50, dtype=torch.float64), torch.zeros(50, dtype=torch.float64), []
+    for t in range(8):  # the SPEC equations with m detached
+        u = 0.5 * v + xr[t]
+        s = gradflow.surrogate.spike(u - 1.0, sur)
+        m = (m * torch.sigmoid(u / 2.0) + s).detach()
+        v = u - (s.detach() if detach_reset else s) * (1.0 + torch.sigmoid(m))
+        out.append(s)
+    ref = torch.stack(out)
+    (ref * e).sum().backward()
+    for backend in ("torch", "fused"):
+        mod = gradflow.CLIF(surrogate="atan", detach_reset=detach_reset, m_grad=False, backend=backend).double()
+        assert "m_grad=False" in repr(mod) and mod.m_grad is False
+        xi = x.clone().requires_grad_()
+        s = mod(xi)
+        assert torch.equal(s, gradflow.CLIF(surrogate="atan").double()(x))
+        (s * e).sum().backward()
+        torch.testing.assert_close(xi.grad, xr.grad, rtol=1e-12, atol=1e-12)
+    with pytest.raises(UsageError, match="m_grad"):
+        gradflow.LIF(m_grad=False)
 
 
 def test_rectangle_alpha_theta_gives_exact_zero_and_gamma():

@@ -6,7 +6,8 @@ and fire (:mod:`gradflow.neurons.params`), with ``k = 1/tau``::
     m[t] = m[t-1] * sigmoid(k u[t]) + s[t]
     v[t] = u[t] - s[t] * (theta + sigmoid(m[t]))        (s detached here with detach_reset)
 
-Soft reset only. Jacobian, with ``q = sigmoid(k u)``, ``r = sigmoid(m[t])``, ``s_dr = s r (1 - r)``,
+Soft reset only. With ``m_grad=False`` (an ablation) ``m`` is computed as above but detached: no
+gradient flows through it (``mu = vm = mm = 0``, ``vu = 1 - sg theta_r``). Jacobian, with ``q = sigmoid(k u)``, ``r = sigmoid(m[t])``, ``s_dr = s r (1 - r)``,
 ``kB = k m[t-1] q (1 - q)``, ``theta_r = theta + r`` (dropped with ``detach_reset``)::
 
     mu = dm[t]/du[t]   = sg + kB              mm = dm[t]/dm[t-1] = q
@@ -68,12 +69,15 @@ class CLIFJacobian(NamedTuple):
 def clif_fire_reset(u: torch.Tensor, state: CLIFState, p: NeuronParams, inv_tau: Optional[Scalar] = None):
     """Fire and reset one CLIF step (paper Eq. 19): ``(s[t], CLIFState(v[t], m[t]))``.
 
-    ``detach_reset`` detaches ``s`` in the ``v`` line only (the ``m`` line keeps it).
+    ``detach_reset`` detaches ``s`` in the ``v`` line only (the ``m`` line keeps it); ``m_grad=False``
+    detaches ``m``.
     """
     k = p.inv_tau if inv_tau is None else inv_tau
     s = CLIF_KIND.fire(u, p)
     # complementary potential
     m = state.m * torch.sigmoid(u * k) + s
+    if not p.m_grad:
+        m = m.detach()
     # reset
     sr = s.detach() if p.detach_reset else s
     v = u - sr * (p.v_threshold + torch.sigmoid(m))
@@ -110,6 +114,9 @@ class CLIFKind(NeuronKind):
         r = torch.sigmoid(m)
         s_dr = _sigmoid_backward(s, r)
         theta_r = None if p.detach_reset else r.add_(p.v_threshold)
+        if not p.m_grad:  # m is a constant: s_dr = q = 0 and kB = -sg, so that mu = sg + kB = 0
+            zero = torch.zeros_like(u)
+            return CLIFJacobian(sg, zero, theta_r, -sg, zero, self.charge_gain(p, k))
         if m_prev is None:
             kB = torch.zeros_like(u)
         else:

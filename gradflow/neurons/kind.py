@@ -177,6 +177,8 @@ class NeuronKind:
         """Raise :class:`~gradflow.UsageError` if ``p`` is not defined for this kind."""
         if self.soft_reset_only and p.v_reset is not None:
             raise UsageError(f"{self.name.upper()} is defined with the soft reset only; leave v_reset unset (None).")
+        if not p.m_grad and "m" not in self.State._fields:
+            raise UsageError(f"m_grad applies to CLIF's complementary potential; {self.name.upper()} has no m.")
 
     def __repr__(self) -> str:
         return f"<neuron kind {self.name!r}>"

@@ -100,7 +100,8 @@ class SpikingNeuron(nn.Module):
     Arguments (all change gradients, so all are explicit): ``tau`` (> 1, ``gamma = 1 - 1/tau``),
     ``v_threshold``, ``v_reset`` (None = soft reset; a value = hard reset, toward which the potential
     also leaks and at which it starts), ``surrogate`` and its ``alpha`` (None = the surrogate's
-    default), ``detach_reset``, ``decay_input``; ``smooth_forward`` is for gradient checks only.
+    default), ``detach_reset``, ``decay_input``; ``smooth_forward`` is for gradient checks only;
+    ``m_grad`` (CLIF only, default True): False stops the gradient through ``m`` (forward unchanged).
 
     ``backend``: ``"torch"`` or ``"fused"`` (module docstring); ``forward(x, return_states=True)``
     always takes the torch path (its ``u``, ``v``, ``m`` are differentiable). Switch a built model
@@ -121,6 +122,7 @@ class SpikingNeuron(nn.Module):
     detach_reset = _Field("detach_reset", "No gradient through s in the reset line.")
     decay_input = _Field("decay_input", "The input is scaled by 1/tau (SpikingJelly's decay_input=True).")
     smooth_forward = _Field("smooth", "Forward through the surrogate's primitive (gradient checks only).")
+    m_grad = _Field("m_grad", "CLIF: False stops every gradient through the complementary potential m.")
 
     def __init__(
         self,
@@ -134,9 +136,11 @@ class SpikingNeuron(nn.Module):
         smooth_forward: bool = False,
         truncate: Optional[int] = None,
         backend: str = "torch",
+        m_grad: bool = True,
     ):
         super().__init__()
-        p = make_params(tau, v_threshold, v_reset, surrogate, alpha, detach_reset, decay_input, smooth_forward)
+        p = make_params(tau, v_threshold, v_reset, surrogate, alpha, detach_reset, decay_input, smooth_forward,
+                        m_grad)
         self.dynamics.check(p)
         self._params = p
         self.truncate = truncate
@@ -153,7 +157,7 @@ class SpikingNeuron(nn.Module):
         """Replace fields of :attr:`params` (validated as in the constructor), e.g. ``set_params(tau=3.0)``."""
         p = self._params._replace(**changes)
         new = make_params(p.tau, p.v_threshold, p.v_reset, p.surrogate, None, p.detach_reset, p.decay_input,
-                          p.smooth)
+                          p.smooth, p.m_grad)
         self.dynamics.check(new)
         self._params = new
 
@@ -223,7 +227,8 @@ class SpikingNeuron(nn.Module):
         return (
             f"tau={p.tau:.4g}, v_threshold={p.v_threshold:g}, reset={reset}, "
             f"surrogate={p.surrogate.name}(alpha={p.surrogate.alpha:g}), detach_reset={p.detach_reset}, "
-            f"decay_input={p.decay_input}" + ("" if self.backend == "torch" else f", backend={self.backend}")
+            f"decay_input={p.decay_input}" + ("" if p.m_grad else ", m_grad=False")
+            + ("" if self.backend == "torch" else f", backend={self.backend}")
         )
 
     # ------------------------------------------------------------------ multi-step forward

@@ -60,7 +60,8 @@ class NeuronParams(NamedTuple):
     value, toward which the potential also leaks and at which it starts; ``surrogate``: name and
     ``alpha``; ``detach_reset``: no gradient through ``s[t]`` in the reset line; ``decay_input``: the
     input is scaled by ``1/tau`` too; ``smooth``: the forward uses the surrogate's primitive instead of
-    the Heaviside step (gradient checks only).
+    the Heaviside step (gradient checks only); ``m_grad`` (CLIF only): False stops every gradient
+    through CLIF's complementary potential ``m`` (the forward is unchanged; an ablation).
 
     A PLIF module's ``params`` carries its learned ``tau``; its step takes ``1/tau`` as a tensor.
     """
@@ -72,6 +73,7 @@ class NeuronParams(NamedTuple):
     detach_reset: bool = False
     decay_input: bool = False
     smooth: bool = False
+    m_grad: bool = True
 
     @property
     def inv_tau(self) -> float:
@@ -115,6 +117,7 @@ def make_params(
     detach_reset: bool = False,
     decay_input: bool = False,
     smooth: bool = False,
+    m_grad: bool = True,
     *,
     allow_no_leak: bool = False,
 ) -> NeuronParams:
@@ -134,6 +137,7 @@ def make_params(
         detach_reset=bool(detach_reset),
         decay_input=bool(decay_input),
         smooth=bool(smooth),
+        m_grad=bool(m_grad),
     )
 
 
