@@ -306,22 +306,30 @@ def findings(summary: pd.DataFrame) -> List[str]:
 
 
 def statistics_note(summary: pd.DataFrame, settings: Optional[Mapping] = None) -> str:
-    """What the brackets mean: how many samples, which interval, and how differences are stated."""
+    """What the brackets mean: how many samples, which interval, and how differences are stated.
+
+    >>> s = pd.DataFrame({"layer": ["sn1"], "samples": [1024], "steps": [4], "resampled": ["samples"]})
+    >>> statistics_note(s).split(". ")[0]
+    'Every per-layer number is computed from all recorded samples together (1024 samples in 4 backward passes)'
+    """
     st = dict(settings or {})
     level, n_res, seed = st.get("level", 0.95), st.get("n_resamples", 1000), st.get("seed", 0)
     if summary is None or summary.empty:
         return "No layer was recorded."
-    per_run = [f"{run}: {units_text(select_run(summary, run))}" if run is not None else units_text(summary)
-               for run in ordered_runs(summary)]
-    over = "samples" if "resampled" in summary.columns and (summary["resampled"] == "samples").all() \
-        else "backward passes (per-sample sums were not recorded)"
-    return (f"Every per-layer number is computed from all recorded samples together ({'; '.join(per_run)}, "
-            f"in {units_text(summary, 'weight_')}). Brackets are {100 * level:.0f}% percentile bootstrap "
-            f"intervals over {over}, {n_res} resamples, seed {seed}. The weight temporal projection's interval "
-            "resamples backward passes, because per-sample parameter gradients are not kept; with a single "
-            "pass it has no interval. A difference between two layers or runs is stated only where their "
-            "intervals do not overlap. The temporal share is sign-blind (a ratio of norms): the weight "
-            "temporal projection says whether the temporal part adds to the update or shrinks it.")
+    by_samples = "resampled" in summary.columns and (summary["resampled"] == "samples").all()
+    counts = []
+    for run in ordered_runs(summary):
+        d = select_run(summary, run)
+        text = f"{units_text(d)} in {units_text(d, 'weight_')}" if by_samples else units_text(d, "weight_")
+        counts.append(f"{run}: {text}" if run is not None else text)
+    over = "samples" if by_samples else "backward passes (per-sample sums were not recorded)"
+    return (f"Every per-layer number is computed from all recorded samples together ({'; '.join(counts)}). "
+            f"Brackets are {100 * level:.0f}% percentile bootstrap intervals over {over}, {n_res} resamples, "
+            f"seed {seed}. The weight temporal projection's interval resamples backward passes, because "
+            "per-sample parameter gradients are not kept; with a single pass it has no interval, and neither "
+            "has any number resting on a single unit. A difference between two layers or runs is stated only "
+            "where their intervals do not overlap. The temporal share is sign-blind (a ratio of norms): the "
+            "weight temporal projection says whether the temporal part adds to the update or shrinks it.")
 
 
 # ------------------------------------------------------------------------------------ display tables
