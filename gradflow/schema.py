@@ -89,7 +89,7 @@ ARCHITECTURES: Tuple[str, ...] = (
 )
 
 #: Built-in tasks (``gradflow.tasks``).
-TASKS: Tuple[str, ...] = ("delay", "shapes", "cifar10", "cifar100")
+TASKS: Tuple[str, ...] = ("delay", "shapes", "digits", "cifar10", "cifar100")
 
 #: Neuron choices of ``gradflow theory`` (``both`` draws LIF and CLIF side by side).
 THEORY_NEURONS: Tuple[str, ...] = ("lif", "clif", "both")
