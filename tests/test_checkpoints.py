@@ -223,3 +223,43 @@ def test_bad_inputs_are_data_errors(tmp_path):
         resolve_input(mlp, input_file=str(tmp_path / "steps.pt"))
     with pytest.raises(DataError, match="saved task 'nope' cannot be rebuilt"):
         resolve_input(mlp, task_config={"name": "nope"})
+
+
+def test_save_checkpoint_stores_plain_metadata_and_the_task(tmp_path):
+    from gradflow.tasks import make_task
+
+    mlp = gradflow.models.build("mlp", neuron="plif", in_features=17, widths=(6,), num_classes=4, T=5)
+    task = make_task("delay", delay=2)
+    path = save_checkpoint(mlp, tmp_path / "sub" / "m.pt", task=task, epoch=np.int64(2), history=(0.5, 0.25), tau=2.5)
+    raw = torch.load(path, weights_only=True)  # readable by safe loading as it stands
+    entry = raw["gradflow"]
+    assert entry["model"] == mlp.config and entry["arch"] == "mlp" and entry["format_version"] == 2
+    assert entry["task"] == task.config and entry["epoch"] == 2 and entry["history"] == [0.5, 0.25]
+    assert entry["tau"] == 2.5  # a restated top-level key (e.g. a learned tau) is kept as given
+    lm = load_checkpoint(path)
+    assert lm.config == mlp.config and lm.meta["task"] == task.config and lm.notes == []
+    assert list(path.parent.iterdir()) == [path]
+    with pytest.raises(UsageError, match="metadata entry 'opt' is a object"):
+        save_checkpoint(mlp, tmp_path / "x.pt", opt=object())
+    with pytest.raises(UsageError, match="'model' differs from model.config"):
+        save_checkpoint(mlp, tmp_path / "x.pt", model={"name": "mlp"})
+    with pytest.raises(UsageError, match="needs a gradflow model"):
+        save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="Cannot write the checkpoint"):
+        save_checkpoint(mlp, tmp_path / "file" / "m.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_overrides_and_options_on_a_gradflow_checkpoint(tmp_path):
+    mlp = gradflow.models.build("mlp", neuron="clif", in_features=5, widths=(6,), num_classes=3, T=2)
+    path = save_checkpoint(mlp, tmp_path / "c.pt")
+    lm = load_checkpoint(path, neuron="lif", options={"v_reset": -0.5, "detach_reset": True})
+    assert lm.config["neuron"] == "lif" and lm.config["v_reset"] == -0.5 and lm.config["detach_reset"] is True
+    assert any("neuron=lif given, checkpoint says 'clif'" in n for n in lm.notes)
+    with pytest.raises(UsageError, match="Unknown neuron option 'v_rest'"):
+        load_checkpoint(path, options={"v_rest": 0.0})
+    with pytest.raises(UsageError, match="soft reset only"):
+        load_checkpoint(path, options={"v_reset": 0.0})
+    with pytest.raises(UsageError, match="T must be a positive integer"):
+        load_checkpoint(path, T=0)

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from .. import models
+from .. import __version__, models
 from ..errors import DataError, GradflowError, UsageError
 from ..neurons import build_neuron
 from ..schema import NEURON_KINDS
@@ -171,6 +171,9 @@ def _from_gradflow(found: Found, sd, given: Dict[str, Any], where: str):
     meta = plain({k: v for k, v in entry.items() if k not in cfg and k not in ("model", "format_version", "name")})
     meta.update(plain(found.extra))
     notes: List[str] = []
+    version = entry.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        notes.append(f"written by a newer gradflow (checkpoint format {version}; this one reads {FORMAT_VERSION})")
     if "name" in given and given["name"] != _arch_name(saved_name):
         notes.append(f"architecture {name} given, checkpoint says {describe(saved_name)}")
     kind = given.get("neuron", cfg.get("neuron", "lif"))
@@ -358,27 +361,81 @@ def load_checkpoint(
     return LoadedModel(model=model, format=found.format, config=model.config, path=where, notes=notes, meta=meta)
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, /, **meta: Any) -> Path:
-    """Write a self-describing gradflow checkpoint ``{"gradflow": config, "state_dict": ...}`` atomically.
+def _storable(key: str, value: Any) -> Any:
+    """``value`` as plain data that safe loading reads back (tuples become lists), or a UsageError."""
+    if isinstance(value, (tuple, list)):
+        return [_storable(key, v) for v in value]
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise UsageError(f"save_checkpoint: the metadata entry {key!r} has non-string keys.")
+        return {k: _storable(key, v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    item = plain(value)  # numpy scalars, one-element tensors
+    if isinstance(item, (bool, int, float, str)):
+        return item
+    raise UsageError(
+        f"save_checkpoint: the metadata entry {key!r} is a {type(value).__name__}; store numbers, strings, "
+        "lists and dicts only (safe loading could not read it back)."
+    )
 
-    ``model`` must carry ``config`` (every gradflow architecture does). ``meta`` entries (``task``,
-    ``epoch``, ``accuracy``...) are stored beside the config in the ``gradflow`` entry.
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, /, *, task: Any = None, **meta: Any) -> Path:
+    """Write a self-describing gradflow checkpoint atomically; return its path.
+
+    The file holds ``{"gradflow": entry, "state_dict": model.state_dict()}`` (tensors moved to the CPU),
+    where ``entry`` is
+
+    * every key of ``model.config`` (so ``entry["arch"]``, ``"neuron"``, ``"tau"``, ``"T"`` read as in
+      docs/reference.md), plus ``arch`` (the architecture name);
+    * ``model``: ``model.config`` itself, the configuration :func:`load_checkpoint` rebuilds from;
+    * ``task``: ``task.config`` (a built-in task) or the mapping given, if any;
+    * ``format_version`` (:data:`FORMAT_VERSION`) and ``gradflow_version``;
+    * the ``meta`` keyword arguments (``epoch``, ``accuracy``, ``seed``, ...): numbers, strings, lists
+      and dicts only, so that ``torch.load(weights_only=True)`` reads every checkpoint gradflow writes.
+      They may restate top-level keys (training stores the learned ``tau`` of a PLIF net), never
+      ``model``.
+
+    ``model`` must be a gradflow architecture (it carries ``config``). The file appears all at once
+    (written beside the target, then renamed), so an interrupted save leaves the old file intact.
+
+    >>> import tempfile, gradflow
+    >>> net = gradflow.models.build("mlp", in_features=3, widths=(4,), num_classes=2, T=2)
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = save_checkpoint(net, f"{d}/m.pt", epoch=3)
+    ...     lm = load_checkpoint(p)
+    >>> lm.config == net.config, lm.meta["epoch"]
+    (True, 3)
     """
     config = getattr(model, "config", None)
     if not isinstance(config, Mapping):
         raise UsageError("save_checkpoint needs a gradflow model (with a .config); build it with gradflow.models.build.")
-    info = dict(config)
-    info["format_version"] = FORMAT_VERSION
-    info["arch"] = info["name"]
-    for k, v in meta.items():
-        info[k] = v
+    config = _storable("model", dict(config))
+    if "model" in meta and _storable("model", meta["model"]) != config:
+        raise UsageError("save_checkpoint: the metadata entry 'model' differs from model.config; leave it out.")
+    entry: Dict[str, Any] = dict(config)
+    entry.update(arch=config["name"], model=config, format_version=FORMAT_VERSION, gradflow_version=__version__)
+    if task is not None:
+        task_config = getattr(task, "config", task)
+        if not isinstance(task_config, Mapping):
+            raise UsageError(f"save_checkpoint: task must be a gradflow task or its config dict, not {type(task).__name__}.")
+        entry["task"] = _storable("task", dict(task_config))
+    for key, value in meta.items():
+        entry[key] = _storable(key, value)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    return _write_atomically({"gradflow": entry, "state_dict": state}, Path(path))
+
+
+def _write_atomically(obj: Any, p: Path) -> Path:
+    """``torch.save(obj)`` to a temporary file beside ``p``, then rename it onto ``p``."""
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    except OSError as err:
+        raise UsageError(f"Cannot write the checkpoint {p} ({err.strerror or type(err).__name__}).") from None
     os.close(fd)
     try:
-        torch.save({"gradflow": info, "state_dict": state}, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
