@@ -114,6 +114,7 @@ LAGS_COLUMNS: Tuple[str, ...] = ("step", "layer", "layer_index", "lag", "norm", 
 #: ``weights``: one row per (step, layer, param).
 WEIGHTS_COLUMNS: Tuple[str, ...] = (
     "step", "layer", "layer_index", "param", "spatial_norm", "temporal_norm", "total_norm", "temporal_share",
+    "spatial_projection", "temporal_projection", "cosine",
 )
 
 # ----------------------------------------------------------------------------- report tables
