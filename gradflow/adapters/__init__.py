@@ -48,5 +48,8 @@ def convert(model: nn.Module) -> nn.Module:
                 setattr(parent, child_name, adapter.convert_module(child))
                 count += 1
     if count == 0 and not any(isinstance(m, SpikingNeuron) for m in model.modules()):
-        raise UsageError("No SpikingJelly LIFNode or ParametricLIFNode found to convert.")
+        raise UsageError(
+            f"No spiking neuron gradflow can convert was found in {type(model).__name__} "
+            "(gradflow converts SpikingJelly LIFNode and ParametricLIFNode; see docs/reference.md, Adapters)."
+        )
     return model
