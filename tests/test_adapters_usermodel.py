@@ -201,3 +201,22 @@ def test_model_logits_runs_the_users_forward(user_dir):
     assert lg.kind == "per-step" and lg.value.dtype == torch.float32 and lg.value.shape == (4, 3, 3)
     with pytest.raises(UsageError, match=r"The model's forward on an input of shape \[4, 3, 5\] raised RuntimeError"):
         model_logits(um.model, torch.rand(4, 3, 5), output_index=1, time_major=True)
+
+
+def test_inputs_for_a_user_model(user_dir):
+    from gradflow.io.inputs import resolve_input
+
+    um = load_user_model(f"{user_dir / 'net.py'}:Net")
+    torch.save({"x": torch.rand(4, 6, 4), "y": torch.tensor([0, 1, 2, 0, 1, 2])}, user_dir / "tm.pt")
+    src = resolve_input(um.model, input_file=str(user_dir / "tm.pt"))
+    assert src.time_major is True and "6 samples as [T, N, ...]" in src.describe
+    (xb, yb), = list(src.batches(3, 1, 0))
+    assert xb.shape == (4, 3, 4) and yb.shape == (3,)
+    assert model_logits(um.model, xb, time_major=True).value.shape == (4, 3, 3)
+    with pytest.raises(DataError, match=r"there are 6 labels but x has shape \(4, 6, 4\) \(samples along dimension 0\)"):
+        resolve_input(um.model, input_file=str(user_dir / "tm.pt"), time_major=False)
+    torch.save({"x": torch.rand(5, 4)}, user_dir / "static.pt")
+    src = resolve_input(um.model, input_file=str(user_dir / "static.pt"))
+    assert src.time_major is False and "no labels" in src.describe
+    with pytest.raises(UsageError, match="needs an input"):
+        resolve_input(um.model)

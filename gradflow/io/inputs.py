@@ -27,12 +27,17 @@ __all__ = ["InputSource", "resolve_input", "load_input_file", "check_batch"]
 
 @dataclass
 class InputSource:
-    """A named source of batches: ``batches(batch_size, n_batches, seed)`` yields ``(x, y)``."""
+    """A named source of batches: ``batches(batch_size, n_batches, seed)`` yields ``(x, y)``.
+
+    ``time_major``: whether ``x`` batches are ``[T, N, ...]`` (True) or ``[N, ...]`` (False); None where
+    batches of a gradflow model may be either (its rank says which).
+    """
 
     kind: str  # file | cifar10 | cifar100 | task | random
     describe: str
     sampler: Callable[[int, int, int], Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]]
     task: object = None
+    time_major: Optional[bool] = None
 
     def batches(self, batch_size: int, n_batches: int, seed: int = 0):
         return self.sampler(batch_size, n_batches, seed)
@@ -163,6 +168,24 @@ def _slices(x, y, time_major: bool):
     return sampler
 
 
+def _user_layout(x: torch.Tensor, y: Optional[torch.Tensor], time_major: Optional[bool], name: str) -> bool:
+    """Whether ``x`` (for a model built from the user's code) is time-major: as given, else read from
+    which dimension matches the number of labels, else ``[N, ...]``."""
+    if time_major and x.dim() < 2:
+        raise DataError(f"{name}: x has shape {tuple(x.shape)}, too few dimensions for [T, N, ...].")
+    if y is not None:
+        if y.dim() != 1:
+            raise DataError(f"Labels y have shape {tuple(y.shape)}; expected one label per sample.")
+        n = y.shape[0]
+        first, second = x.shape[0] == n, x.dim() > 1 and x.shape[1] == n
+        if time_major is None and second and not first:
+            time_major = True
+        if (x.shape[1] if time_major else x.shape[0]) != n:
+            raise DataError(f"{name}: there are {n} labels but x has shape {tuple(x.shape)} "
+                            f"(samples along dimension {1 if time_major else 0}).")
+    return bool(time_major)
+
+
 def resolve_input(
     model,
     *,
@@ -170,12 +193,22 @@ def resolve_input(
     data: Optional[str] = None,
     task_config: Optional[dict] = None,
     trust: bool = False,
+    time_major: Optional[bool] = None,
 ) -> InputSource:
     """Pick the input source: ``--input`` file, ``--data cifar10:DIR|cifar100:DIR|task:SPEC|random``,
-    the task stored in a gradflow checkpoint, or random input (clearly labelled) as the last resort."""
-    static_rank = getattr(model, "static_rank", 4)
+    the task stored in a gradflow checkpoint, or random input (clearly labelled) as the last resort.
+
+    For a gradflow model the input's rank says whether it is time-major, and its shape is checked
+    against the model. For any other model (one built from the user's code) nothing about the shape is
+    known: ``time_major`` says whether a file's ``x`` is ``[T, N, ...]``; None reads it from the labels
+    (the dimension whose size is their number) and otherwise takes ``[N, ...]``. Random input needs a
+    gradflow model.
+    """
     if input_file is not None and data is not None:
         raise UsageError("Give either --input or --data, not both.")
+    if not hasattr(model, "static_rank"):
+        return _user_input(model, input_file, data, trust, time_major)
+    static_rank = model.static_rank
     if input_file is not None:
         x, y = load_input_file(input_file)
         time_major = _check_fits_model(x, model, static_rank, input_file)
@@ -228,6 +261,30 @@ def _saved_task(task_config) -> object:
         detail = str(err).rstrip(".") if isinstance(err, GradflowError) else type(err).__name__
         raise DataError(one_line(f"The checkpoint's saved task {describe(name)} cannot be rebuilt ({detail}); "
                                  "pass --input or --data.")) from None
+
+
+def _user_input(model, input_file, data, trust, time_major) -> InputSource:
+    """The input source for a model built from the user's code (no shape checks beyond the labels)."""
+    if input_file is not None:
+        x, y = load_input_file(input_file)
+        tm = _user_layout(x, y, time_major, input_file)
+        n = x.shape[1] if tm else x.shape[0]
+        layout = "[T, N, ...]" if tm else "[N, ...]"
+        return InputSource("file", f"file {input_file} ({n} samples as {layout}{'' if y is not None else ', no labels'})",
+                           _slices(x, y, tm), time_major=tm)
+    kind = (data or "").partition(":")[0].lower()
+    if kind in ("cifar10", "cifar100"):
+        dirname = data.partition(":")[2]
+        if not dirname:
+            raise UsageError(f"--data {kind} needs a directory: --data {kind}:DIR.")
+        x, y = load_cifar(dirname, kind, "test", trust=trust)
+        return InputSource(kind, f"{kind.upper()} test split from {dirname}", _slices(x, y, False), time_major=False)
+    if kind == "task" or kind in TASKS:
+        src = _task_source(parse_task(data.partition(":")[2] if kind == "task" else data), model)
+        src.time_major = True
+        return src
+    raise UsageError("A model built from your own code needs an input: give input_file (--input) or data "
+                     "(--data cifar10:DIR, cifar100:DIR or task:NAME).")
 
 
 def _task_source(task, model) -> InputSource:
