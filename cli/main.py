@@ -1,20 +1,24 @@
 """``gradflow``: the Typer application.
 
-Each command lives in its own module (``cli/<name>_cmd.py``) exposing ``register(app)``; this file
-only assembles them, so commands can be added without touching one another.
+Each command lives in its own module (``cli/<name>_cmd.py``) exposing ``register(app)``; this file only
+assembles them, so commands can be added without touching one another. Command modules import the
+library lazily inside their command functions, so ``gradflow --help`` does not load torch.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Optional
 
 import typer
 
 import gradflow
 
+from . import analyze_cmd, bench_cmd, clif_to_lif_cmd, demo_cmd, experiment_cmd, theory_cmd, train_cmd
+from .common import GradflowGroup
+
 app = typer.Typer(
     name="gradflow",
+    cls=GradflowGroup,
     help="Gradient-flow analysis for spiking neural networks (LIF, CLIF, PLIF): spatial vs temporal "
     "gradients, measured with autograd hooks and compared with closed-form theory.",
     no_args_is_help=True,
@@ -22,8 +26,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: Command modules, each with a ``register(app)`` function.
-COMMAND_MODULES = ["analyze_cmd", "theory_cmd", "train_cmd", "demo_cmd", "bench_cmd"]
+#: The command modules, in the order ``gradflow --help`` lists their commands.
+COMMAND_MODULES = (analyze_cmd, theory_cmd, demo_cmd, train_cmd, clif_to_lif_cmd, experiment_cmd, bench_cmd)
 
 
 def _version(value: bool) -> None:
@@ -42,14 +46,8 @@ def _root(
     """Gradient-flow analysis for spiking neural networks."""
 
 
-for _name in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"{__package__}.{_name}")
-    except ModuleNotFoundError as _err:  # a command not written yet
-        if _err.name != f"{__package__}.{_name}":
-            raise
-        continue
-    _mod.register(app)
+for _module in COMMAND_MODULES:
+    _module.register(app)
 
 
 def main() -> None:

@@ -1,13 +1,14 @@
 """Training spiking networks on gradflow's built-in tasks, and CLIF -> LIF inference.
 
 :func:`train` is a quiet library function: it builds a model (:func:`gradflow.models.build`), trains it
-on a task from :mod:`gradflow.tasks` and returns a :class:`TrainResult` with the trained model, a
-history table (one row per epoch) and, with ``record_every``, the recorder's tables over training.
-The ``gradflow train`` command is a thin layer over it.
+on a task from :mod:`gradflow.tasks` as a :class:`TrainConfig` says, and returns a :class:`TrainResult`
+with the trained model, a history table (one row per epoch) and, with ``record_every``, the recorder's
+tables over training. The ``gradflow train`` command is a thin layer over it.
 
 Loss and accuracy follow the task's scoring rule (:meth:`gradflow.tasks.Task.loss`): CE over time
-(SPEC §4) of the scored steps — all T steps for static tasks, the last ``readout`` steps for the delay
-task — or TET with ``loss="tet"``; the prediction is the argmax of the time-mean of the scored logits.
+(docs/reference.md, Losses) of the scored steps — all T steps for static tasks, the last ``readout``
+steps for the delay task — or TET with ``loss="tet"``; the prediction is the argmax of the time-mean of
+the scored logits.
 
 Truncated BPTT (``truncate=k``): every neuron of the model gets ``module.truncate = k``. In the forward
 pass nothing changes. In the backward pass the neuron state entering step ``t`` — the membrane ``v[t-1]``,
@@ -19,46 +20,157 @@ and gradflow's architectures have no other path across time. ``k = 1`` leaves on
 ``k >= T`` is full BPTT. Note that the CLIF paper's ``k`` may mean a sliding window (each gradient goes
 exactly up to ``k - 1`` steps back); the two agree for ``k = 1`` and ``k >= T``.
 
-Checkpoints (SPEC §5) are ``{"gradflow": meta, "state_dict": ...}`` where ``meta`` has ``arch``,
-``neuron``, ``tau``, ``T``, every key of ``model.config``, ``model`` (``model.config`` itself, so
-``models.build(**meta["model"])`` rebuilds the network), ``task`` (``task.config``), ``epoch``,
+Checkpoints are written by :func:`gradflow.io.checkpoints.save_checkpoint` (docs/reference.md,
+Checkpoints) with the metadata of :func:`checkpoint_meta`: ``arch``, ``neuron``, ``tau``, ``T``, every
+key of ``model.config``, ``model`` (``model.config`` itself), ``task`` (``task.config``), ``epoch``,
 ``accuracy`` (test), ``loss`` (test), ``seed``, ``truncate``, ``optimizer``, ``lr``, ``loss_kind`` and
-``gradflow_version``; all plain values, so ``torch.load(weights_only=True)`` reads them.
+``gradflow_version``; all plain values, so ``torch.load(weights_only=True)`` reads them, and
+:func:`gradflow.load_checkpoint` rebuilds the model.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 import torch
 from torch import nn
 
-from .errors import DataError, UsageError
+from . import __version__, models
+from .errors import UsageError
+from .io import checkpoints
+from .losses import get_loss
+from .models import neuron_options, neurons_of, set_backend
 from .neurons import SpikingNeuron, build_neuron
+from .recorder import record
+from .schema import BACKENDS, NEURON_KINDS, OPTIMIZERS
 from .tasks import Task, make_task, parse_task
 
 __all__ = [
+    "TrainConfig",
     "TrainResult",
     "train",
     "evaluate",
     "set_truncation",
     "swap_neurons",
-    "save_checkpoint",
-    "load_checkpoint",
+    "checkpoint_meta",
     "clif_to_lif",
     "model_input",
     "OPTIMIZERS",
+    "DEFAULT_RESETS",
 ]
-
-OPTIMIZERS = ("sgd", "adam")
 
 #: Default hidden widths of the ``mlp`` architecture when trained here.
 DEFAULT_WIDTHS = (64, 64)
+
+#: The reset values :func:`clif_to_lif` sweeps by default.
+DEFAULT_RESETS = (-1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
+
+Progress = Callable[[Iterable, int, str], Iterable]
+
+
+def _bad(argument: str, message: str) -> UsageError:
+    """A :class:`UsageError` whose ``arguments`` name the setting, so the CLI can show its flag."""
+    return UsageError(message, arguments=(argument,))
+
+
+def _check_int(name: str, value: Any, lo: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+        raise _bad(name, f"{name} must be {what}{' or None' if optional else ''}, got {value!r}.")
+
+
+@dataclass
+class TrainConfig:
+    """What :func:`train` does (every field is also a keyword argument of :func:`train`).
+
+    Data: ``task`` (a :class:`gradflow.tasks.Task` or a spec such as ``"delay:delay=8"``), ``T`` (steps
+    of a static task; a time-major task fixes its own), ``n_train`` / ``n_test`` samples drawn from
+    ``seed`` (which also seeds the initial weights and the batch order), ``resample`` (a fresh training
+    set every epoch: epoch ``e`` uses the train split of seed ``seed + 100003 * (e - 1)``, so train and
+    test streams never meet and there is no over-fitting at equal compute).
+
+    Model: ``arch`` (:func:`gradflow.models.available`), ``neuron`` (``lif``, ``clif``, ``plif``), ``tau``
+    (PLIF: the initial tau), ``model_kwargs`` (further :func:`gradflow.models.build` options, e.g.
+    ``{"widths": [64, 64]}``), ``backend`` (``torch`` or ``fused``: the neurons' implementation, same
+    numbers, not stored in checkpoints).
+
+    Optimisation: ``epochs``, ``optimizer`` (``sgd`` with momentum 0.9, or ``adam``), ``lr``,
+    ``weight_decay``, ``batch_size``, ``loss`` (``ce`` or ``tet``), ``truncate`` (truncated-BPTT block
+    length, module docstring), ``switch_to`` / ``at_epoch`` (after epoch ``at_epoch`` every neuron
+    becomes a ``switch_to`` neuron with the same weights, the paper's Fig. 3a; the optimizer is rebuilt
+    only if the parameters change, i.e. to or from PLIF).
+
+    Recording: ``record_every=N`` records the recorder's tables on a fixed probe batch of
+    ``record_batch`` training samples before training and after every N-th epoch (and the last), with
+    ``record_pairs`` also the pair norms and ``max_lag`` as the largest lag.
+
+    ``device``: a torch device name. Raises :class:`UsageError` naming the field on a bad value.
+
+    >>> TrainConfig(task="delay:delay=2", epochs=3).epochs
+    3
+    >>> TrainConfig(switch_to="clif")
+    Traceback (most recent call last):
+    ...
+    gradflow.errors.UsageError: switch_to and at_epoch go together: give both or neither.
+    """
+
+    task: Union[str, Task] = "delay"
+    T: Optional[int] = None
+    n_train: int = 2048
+    n_test: int = 1024
+    seed: int = 0
+    resample: bool = False
+    arch: str = "mlp"
+    neuron: str = "lif"
+    tau: float = 2.0
+    model_kwargs: Optional[Dict[str, Any]] = None
+    backend: str = "torch"
+    epochs: int = 10
+    optimizer: str = "adam"
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    loss: str = "ce"
+    truncate: Optional[int] = None
+    switch_to: Optional[str] = None
+    at_epoch: Optional[int] = None
+    record_every: Optional[int] = None
+    record_batch: int = 128
+    record_pairs: bool = False
+    max_lag: Optional[int] = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_test", "batch_size", "record_batch"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("epochs", self.epochs, 0)
+        for name in ("T", "truncate", "record_every"):
+            _check_int(name, getattr(self, name), 1, optional=True)
+        _check_int("max_lag", self.max_lag, 0, optional=True)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise _bad("lr", f"lr must be a positive number, got {self.lr!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise _bad("optimizer", f"Unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        if self.backend not in BACKENDS:
+            raise _bad("backend", f"Unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}.")
+        get_loss(self.loss)
+        if (self.switch_to is None) != (self.at_epoch is None):
+            raise UsageError("switch_to and at_epoch go together: give both or neither.",
+                             arguments=("switch_to", "at_epoch"))
+        if self.switch_to is not None and str(self.switch_to).lower() not in NEURON_KINDS:
+            raise _bad("switch_to", f"Unknown neuron {self.switch_to!r} for switch_to; choose one of "
+                                    f"{', '.join(NEURON_KINDS)}.")
+        if self.at_epoch is not None and not (0 <= self.at_epoch <= self.epochs):
+            raise _bad("at_epoch", f"at_epoch must be between 0 and epochs={self.epochs}, got {self.at_epoch}.")
 
 
 class TrainResult(NamedTuple):
@@ -78,13 +190,17 @@ class TrainResult(NamedTuple):
     task: Task
     meta: Dict[str, Any]
 
+    def write(self, out: Union[str, os.PathLike]) -> List[str]:
+        """Write ``model.pt`` (a gradflow checkpoint), ``history.csv`` and ``<table>.csv`` for every
+        recorded table into the directory ``out`` (created if missing); returns the file names."""
+        checkpoints.save_checkpoint(self.model, os.path.join(out, "model.pt"), **self.meta)
+        self.history.to_csv(os.path.join(out, "history.csv"), index=False)
+        for name, df in self.records.items():
+            df.to_csv(os.path.join(out, f"{name}.csv"), index=False)
+        return ["model.pt", "history.csv"] + [f"{n}.csv" for n in self.records]
+
 
 # ----------------------------------------------------------------------------- model helpers
-
-
-def neurons_of(model: nn.Module) -> List[SpikingNeuron]:
-    """Every spiking neuron module of ``model`` in registration order."""
-    return [m for m in model.modules() if isinstance(m, SpikingNeuron)]
 
 
 def set_truncation(model: nn.Module, k: Optional[int]) -> int:
@@ -93,7 +209,7 @@ def set_truncation(model: nn.Module, k: Optional[int]) -> int:
     See the module docstring for exactly what is detached.
     """
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise UsageError(f"truncate must be a positive integer number of steps, got {k!r}.")
+        raise _bad("truncate", f"truncate must be a positive integer number of steps, got {k!r}.")
     layers = neurons_of(model)
     if not layers:
         raise UsageError("The model has no gradflow spiking neurons to truncate.")
@@ -102,33 +218,20 @@ def set_truncation(model: nn.Module, k: Optional[int]) -> int:
     return len(layers)
 
 
-def _neuron_kwargs(old: SpikingNeuron, kind: str) -> Dict[str, Any]:
-    kw = {
-        "tau": old.current_tau(), "v_threshold": old.v_threshold, "surrogate": old.sur.name,
-        "alpha": old.sur.alpha, "detach_reset": old.detach_reset, "decay_input": old.decay_input,
-        "truncate": old.truncate,
-    }
-    if kind != "clif":
-        kw["v_reset"] = old.v_reset
-    return kw
-
-
 def swap_neurons(model: nn.Module, kind: str, **overrides: Any) -> nn.Module:
     """Replace every neuron of ``model`` in place by a ``kind`` neuron, keeping all weights.
 
-    The new neurons copy ``tau`` (PLIF: its current value), threshold, surrogate, reset, detach and
-    truncation options of the old ones; ``overrides`` (e.g. ``v_reset=0.0``) win. The model's
-    ``config`` follows (``neuron`` and the neuron keyword arguments), so checkpoints stay
-    self-describing. Returns ``model``.
+    The new neurons copy the old ones' options (:func:`gradflow.models.neuron_options`: ``tau`` at its
+    current value for PLIF, threshold, surrogate, reset, detach, truncation, backend); ``overrides``
+    (e.g. ``v_reset=0.0``) win. The model's ``config`` follows (``neuron`` and the neuron keyword
+    arguments), so checkpoints stay self-describing. Returns ``model``.
     """
     kind = str(kind).lower()
     replaced = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, SpikingNeuron):
-                kw = _neuron_kwargs(child, kind)
-                kw.update(overrides)
-                new = build_neuron(kind, **kw)
+                new = build_neuron(kind, **{**neuron_options(child, kind), **overrides})
                 p = next(child.parameters(), None)
                 if p is not None:
                     new.to(p.device)
@@ -154,15 +257,13 @@ def model_input(x: torch.Tensor, arch: str, task: Task) -> torch.Tensor:
         return x.flatten(2) if task.time_major else x.flatten(1)
     if task.time_major and len(task.input_shape) < 3:
         raise UsageError(f"Architecture {arch!r} needs image input; task {task.name!r} gives "
-                         f"{len(task.input_shape)}-d features per step. Use --arch mlp.")
+                         f"{len(task.input_shape)}-d features per step. Use the mlp architecture.")
     return x
 
 
 def build_for_task(task: Task, arch: str = "mlp", neuron: str = "lif", tau: float = 2.0,
                    **kwargs: Any) -> nn.Module:
     """A fresh ``arch`` network sized for ``task`` (classes, input, T); ``kwargs`` go to ``build``."""
-    from . import models
-
     opts: Dict[str, Any] = dict(kwargs)
     if arch == "mlp":
         opts.setdefault("widths", list(DEFAULT_WIDTHS))
@@ -170,9 +271,6 @@ def build_for_task(task: Task, arch: str = "mlp", neuron: str = "lif", tau: floa
     else:
         opts["in_channels"] = task.input_shape[0]
     return models.build(arch, neuron=neuron, num_classes=task.num_classes, T=task.T, tau=tau, **opts)
-
-
-# ----------------------------------------------------------------------------- checkpoints
 
 
 def _plain(v: Any) -> Any:
@@ -185,9 +283,7 @@ def _plain(v: Any) -> Any:
 
 
 def checkpoint_meta(model: nn.Module, task: Task, **extra: Any) -> Dict[str, Any]:
-    """The ``"gradflow"`` dict of a checkpoint (see the module docstring)."""
-    from . import __version__
-
+    """The metadata a training checkpoint stores beside the weights (see the module docstring)."""
     cfg = _plain(dict(model.config))
     neurons = neurons_of(model)
     meta: Dict[str, Any] = dict(cfg)
@@ -204,52 +300,6 @@ def checkpoint_meta(model: nn.Module, task: Task, **extra: Any) -> Dict[str, Any
     return meta
 
 
-def save_checkpoint(path: Union[str, os.PathLike], model: nn.Module, task: Task, **extra: Any) -> Dict:
-    """Write ``{"gradflow": meta, "state_dict": ...}`` to ``path`` atomically; returns ``{"gradflow": meta}``.
-
-    The file is written by :func:`gradflow.io.checkpoints.save_checkpoint`; ``meta`` is
-    :func:`checkpoint_meta` (model config, task, training facts).
-    """
-    from .io import checkpoints
-
-    meta = checkpoint_meta(model, task, **extra)
-    checkpoints.save_checkpoint(model, path, **meta)
-    return {"gradflow": meta}
-
-
-def load_checkpoint(source: Union[str, os.PathLike, Dict], **neuron_overrides: Any):
-    """``(model, meta)`` from a gradflow checkpoint file or dict (safe load, ``weights_only=True``).
-
-    ``neuron_overrides`` (e.g. ``neuron="lif", v_reset=0.0``) change the rebuilt neurons; the weights
-    are loaded with ``strict=True`` either way.
-    """
-    from . import models
-
-    if isinstance(source, dict):
-        ckpt = source
-    else:
-        from .io.checkpoints import read_file
-
-        ckpt = read_file(source)  # safe load (weights_only), one-sentence errors
-    if not isinstance(ckpt, dict) or "gradflow" not in ckpt or "state_dict" not in ckpt:
-        raise DataError("Not a gradflow checkpoint: expected a dict with 'gradflow' and 'state_dict' keys.")
-    meta = ckpt["gradflow"]
-    cfg = dict(meta.get("model") or {k: v for k, v in meta.items() if k not in _META_ONLY})
-    cfg.setdefault("name", meta.get("arch"))
-    cfg.update(neuron_overrides)
-    if cfg.get("neuron") == "clif":
-        cfg.pop("v_reset", None)
-    model = models.build(**cfg)
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    model.eval()
-    return model, meta
-
-
-_META_ONLY = {"arch", "task", "epoch", "accuracy", "loss", "seed", "truncate", "optimizer", "lr",
-              "loss_kind", "gradflow_version", "model", "history", "switched_at", "resample", "n_train",
-              "batch_size"}
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -261,7 +311,7 @@ def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, *, 
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
-    spikes: List[float] = []
+    spikes: List[Tuple[float, int]] = []
     handles = []
     if rates:
         def hook(_m, _inp, out):
@@ -271,7 +321,7 @@ def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, *, 
         n = y.shape[0]
         tot_loss, correct = 0.0, 0
         for i in range(0, n, batch_size):
-            xb, yb = _batch(x, y, task, i, i + batch_size)
+            xb, yb = _batch(x, y, task, slice(i, i + batch_size))
             logits = model(model_input(xb.to(dev), arch, task))
             tot_loss += float(task.loss(logits, yb.to(dev), loss)) * yb.shape[0]
             correct += int((task.predict(logits).cpu() == yb).sum())
@@ -286,223 +336,195 @@ def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, *, 
     return out
 
 
-def _batch(x: torch.Tensor, y: torch.Tensor, task: Task, lo: int, hi: int, idx=None):
-    """Rows ``lo:hi`` (or ``idx``) of a dataset; the sample axis is 1 for time-major tasks."""
-    if idx is None:
-        idx = slice(lo, hi)
+def _batch(x: torch.Tensor, y: torch.Tensor, task: Task, idx):
+    """Samples ``idx`` (a slice or an index tensor) of a dataset; the sample axis is 1 for time-major tasks."""
     xb = x[:, idx] if task.time_major else x[idx]
     return xb, y[idx]
 
 
-# ----------------------------------------------------------------------------- recording
-
-
-def _record(model: nn.Module, task: Task, xb: torch.Tensor, yb: torch.Tensor, arch: str, loss: str,
-            epoch: int, max_lag: Optional[int], pairs: bool) -> Dict[str, pd.DataFrame]:
-    """One recorded forward/backward on a probe batch (no update; batch-norm buffers restored)."""
-    from . import record
-
-    buffers = copy.deepcopy({k: v for k, v in model.named_buffers()})
-    model.zero_grad(set_to_none=True)
-    try:
-        with record(model, pairs=True, weights=True, max_lag=max_lag) as rec:
-            task.loss(model(model_input(xb, arch, task)), yb, loss).backward()
-        tables = {"per_step": rec.per_step(), "lags": rec.lags(), "weights": rec.weights()}
-        if pairs:
-            tables["pairs"] = rec.pairs()
-    finally:
-        model.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for k, v in model.named_buffers():
-                v.copy_(buffers[k])
-    for df in tables.values():
-        df["epoch"] = epoch
-    return tables
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def _optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise UsageError(f"Unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+# ----------------------------------------------------------------------------- one training run
 
 
 def _resolve_task(task: Union[str, Task], T: Optional[int]) -> Task:
     if isinstance(task, str):
         task = parse_task(task)
     if not isinstance(task, Task):
-        raise UsageError(f"task must be a task name or a gradflow.tasks.Task, got {type(task).__name__}.")
+        raise _bad("task", f"task must be a task name or a gradflow.tasks.Task, got {type(task).__name__}.")
     if T is not None and int(T) != task.T:
         if task.time_major:
-            raise UsageError(f"Task {task.name!r} fixes T={task.T} (its time line); leave --T unset "
-                             f"or change the task's options.")
+            raise _bad("T", f"Task {task.name!r} fixes its own number of steps ({task.T}); leave T unset or "
+                            "change the task's options.")
         task = make_task(**{**task.config, "T": int(T)})
     return task
 
 
-def train(
-    task: Union[str, Task] = "delay",
-    *,
-    arch: str = "mlp",
-    neuron: str = "lif",
-    tau: float = 2.0,
-    T: Optional[int] = None,
-    epochs: int = 10,
-    optimizer: str = "adam",
-    lr: float = 5e-3,
-    weight_decay: float = 0.0,
-    batch_size: int = 64,
-    n_train: int = 2048,
-    n_test: int = 1024,
-    seed: int = 0,
-    truncate: Optional[int] = None,
-    switch_to: Optional[str] = None,
-    at_epoch: Optional[int] = None,
-    loss: str = "ce",
-    record_every: Optional[int] = None,
-    resample: bool = False,
-    record_batch: int = 128,
-    record_pairs: bool = False,
-    max_lag: Optional[int] = None,
-    model_kwargs: Optional[Dict[str, Any]] = None,
-    checkpoint: Optional[Union[str, os.PathLike]] = None,
-    device: Union[str, torch.device] = "cpu",
-    progress: Optional[Callable[[Iterable, int, str], Iterable]] = None,
-    on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
-) -> TrainResult:
-    """Train ``arch`` with ``neuron`` neurons on ``task`` and return a :class:`TrainResult`.
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    ``task``: a :class:`gradflow.tasks.Task` or a spec like ``"delay:delay=8"``. ``T`` sets a static
-    task's number of steps (a time-major task fixes its own). The data are ``n_train`` training and
-    ``n_test`` test samples drawn from ``seed``; ``seed`` also seeds the initial weights and the
-    batch order. ``resample=True`` draws a fresh training set for every epoch (epoch ``e`` uses the
-    train split of seed ``seed + 100003 * (e - 1)``; train and test streams never meet), which removes
-    over-fitting at equal compute. ``truncate``: truncated BPTT block length (module docstring). ``switch_to`` /
-    ``at_epoch``: after epoch ``at_epoch`` the neurons become ``switch_to`` neurons with the same
-    weights (the paper's Fig. 3a; the optimizer is rebuilt only if the parameters change, i.e. to or
-    from PLIF). ``record_every=N``: recorder tables on a fixed probe batch of ``record_batch``
-    training samples before training and after every N-th epoch (and the last), each row tagged with
-    ``epoch``. ``checkpoint``: path of the final gradflow checkpoint. ``progress(iterable, total,
-    label)`` wraps each epoch's batch loop (a progress bar); ``on_epoch(row)`` sees each history row.
+
+@dataclass
+class _Run:
+    """The state of one training run: settings, task, model, optimizer, data and what was recorded."""
+
+    cfg: TrainConfig
+    task: Task
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    train_data: Tuple[torch.Tensor, torch.Tensor]
+    test_data: Tuple[torch.Tensor, torch.Tensor]
+    shuffle: torch.Generator
+    dev: torch.device
+    records: Dict[str, List[pd.DataFrame]] = field(default_factory=dict)
+    switched_at: Optional[int] = None
+
+    @classmethod
+    def start(cls, cfg: TrainConfig) -> "_Run":
+        task = _resolve_task(cfg.task, cfg.T)
+        dev = torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        model = build_for_task(task, cfg.arch, cfg.neuron, cfg.tau, **(cfg.model_kwargs or {})).to(dev)
+        set_backend(model, cfg.backend)
+        if cfg.truncate is not None:
+            set_truncation(model, cfg.truncate)
+        train_data, test_data = task.splits(cfg.n_train, cfg.n_test, cfg.seed)
+        return cls(cfg, task, model, _optimizer(cfg, model.parameters()), train_data, test_data,
+                   torch.Generator().manual_seed(cfg.seed + 12345), dev)
+
+    def test_row(self, epoch: int, train_loss: float, train_accuracy: float, seconds: float) -> Dict[str, Any]:
+        ev = evaluate(self.model, self.task, *self.test_data, arch=self.cfg.arch, loss=self.cfg.loss)
+        return {"epoch": epoch, "neuron": neurons_of(self.model)[0].kind, "train_loss": train_loss,
+                "train_accuracy": train_accuracy, "test_loss": ev["loss"], "test_accuracy": ev["accuracy"],
+                "seconds": seconds}
+
+    def record(self, epoch: int) -> None:
+        """One recorded forward/backward on the fixed probe batch (no update; buffers restored)."""
+        cfg = self.cfg
+        px, py = _batch(*self.train_data, self.task, slice(0, min(cfg.record_batch, cfg.n_train)))
+        buffers = copy.deepcopy(dict(self.model.named_buffers()))
+        self.model.zero_grad(set_to_none=True)
+        try:
+            with record(self.model, pairs=True, weights=True, max_lag=cfg.max_lag) as rec:
+                logits = self.model(model_input(px.to(self.dev), cfg.arch, self.task))
+                self.task.loss(logits, py.to(self.dev), cfg.loss).backward()
+            tables = {"per_step": rec.per_step(), "lags": rec.lags(), "weights": rec.weights()}
+            if cfg.record_pairs:
+                tables["pairs"] = rec.pairs()
+        finally:
+            self.model.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for k, v in self.model.named_buffers():
+                    v.copy_(buffers[k])
+        for k, df in tables.items():
+            self.records.setdefault(k, []).append(df.assign(epoch=epoch))
+
+    def switch(self, epoch: int) -> None:
+        """After epoch ``at_epoch``: swap the neurons (rebuilding the optimizer if parameters changed)."""
+        before = [id(p) for p in self.model.parameters()]
+        swap_neurons(self.model, self.cfg.switch_to)
+        self.model.to(self.dev)
+        if [id(p) for p in self.model.parameters()] != before:
+            self.opt = _optimizer(self.cfg, self.model.parameters())
+        self.switched_at = epoch - 1
+
+    def epoch(self, epoch: int, progress: Optional[Progress]) -> Dict[str, Any]:
+        """Train one epoch over shuffled mini-batches; returns its history row."""
+        cfg = self.cfg
+        if cfg.resample and epoch > 1:
+            self.train_data = self.task.sample(cfg.n_train, cfg.seed + 100003 * (epoch - 1), "train")
+        self.model.train()
+        order = torch.randperm(cfg.n_train, generator=self.shuffle)
+        n_batches = math.ceil(cfg.n_train / cfg.batch_size)
+        batches: Iterable[int] = range(n_batches)
+        if progress is not None:
+            batches = progress(batches, n_batches, f"epoch {epoch}/{cfg.epochs}")
+        tot_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        for b in batches:
+            xb, yb = _batch(*self.train_data, self.task, order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+            xb, yb = xb.to(self.dev), yb.to(self.dev)
+            logits = self.model(model_input(xb, cfg.arch, self.task))
+            lval = self.task.loss(logits, yb, cfg.loss)
+            self.opt.zero_grad(set_to_none=True)
+            lval.backward()
+            self.opt.step()
+            tot_loss += float(lval.detach()) * yb.shape[0]
+            correct += int((self.task.predict(logits.detach()) == yb).sum())
+            seen += yb.shape[0]
+        return self.test_row(epoch, tot_loss / seen, correct / seen, time.perf_counter() - t0)
+
+    def meta(self, last: Dict[str, Any]) -> Dict[str, Any]:
+        cfg = self.cfg
+        return checkpoint_meta(
+            self.model, self.task, epoch=int(last["epoch"]), accuracy=float(last["test_accuracy"]),
+            loss=float(last["test_loss"]), seed=int(cfg.seed), truncate=cfg.truncate, optimizer=cfg.optimizer,
+            lr=float(cfg.lr), loss_kind=cfg.loss, switched_at=self.switched_at, resample=bool(cfg.resample),
+            n_train=int(cfg.n_train), batch_size=int(cfg.batch_size),
+        )
+
+
+def _config(config: Union[TrainConfig, str, Task, None], options: Dict[str, Any]) -> TrainConfig:
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise UsageError(f"Unknown training option {unknown[0]!r}; the options are {', '.join(names)}.")
+    if isinstance(config, TrainConfig):
+        return dataclasses.replace(config, **options)
+    if config is not None:
+        options = {"task": config, **options}
+    return TrainConfig(**options)
+
+
+def train(
+    config: Union[TrainConfig, str, Task, None] = None,
+    /,
+    *,
+    checkpoint: Optional[Union[str, os.PathLike]] = None,
+    progress: Optional[Progress] = None,
+    on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
+    **options: Any,
+) -> TrainResult:
+    """Train a network as ``config`` says and return a :class:`TrainResult`.
+
+    ``config``: a :class:`TrainConfig`, or a task (spec string or :class:`gradflow.tasks.Task`) with
+    the other settings as keyword ``options`` (any :class:`TrainConfig` field; options also override
+    the fields of a given config). ``checkpoint``: path of the final gradflow checkpoint (written by
+    :func:`gradflow.io.checkpoints.save_checkpoint`). ``progress(iterable, total, label)`` wraps each
+    epoch's batch loop (a progress bar); ``on_epoch(row)`` sees each history row as it is made.
 
     >>> res = train("delay:delay=1", epochs=1, n_train=64, n_test=32, model_kwargs={"widths": [8]})
     >>> list(res.history.columns[:3]), len(res.history)
     (['epoch', 'neuron', 'train_loss'], 2)
     """
-    task = _resolve_task(task, T)
-    if epochs < 0 or int(epochs) != epochs:
-        raise UsageError(f"epochs must be a non-negative integer, got {epochs!r}.")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise UsageError(f"lr must be a positive number, got {lr!r}.")
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be positive, got {batch_size!r}.")
-    if (switch_to is None) != (at_epoch is None):
-        raise UsageError("--switch-to and --at-epoch go together: give both or neither.")
-    if at_epoch is not None and not (0 <= at_epoch <= epochs):
-        raise UsageError(f"at_epoch must be between 0 and epochs={epochs}, got {at_epoch}.")
-    if record_every is not None and record_every < 1:
-        raise UsageError(f"record_every must be a positive number of epochs, got {record_every!r}.")
-    loss_kind = loss
-    from .losses import get_loss
-
-    get_loss(loss_kind)  # validate the name early
-    dev = torch.device(device)
-
-    torch.manual_seed(seed)
-    model = build_for_task(task, arch, neuron, tau, **(model_kwargs or {})).to(dev)
-    if truncate is not None:
-        set_truncation(model, truncate)
-    (x_tr, y_tr), (x_te, y_te) = task.splits(n_train, n_test, seed)
-    opt = _optimizer(optimizer, model.parameters(), lr, weight_decay)
-    shuffle = torch.Generator().manual_seed(seed + 12345)
-
-    records: Dict[str, List[pd.DataFrame]] = {}
-    probe = None
-    if record_every:
-        pn = min(record_batch, n_train)
-        px, py = _batch(x_tr, y_tr, task, 0, pn)
-        probe = (px.to(dev), py.to(dev))
-
-    def add_records(epoch: int) -> None:
-        for k, df in _record(model, task, probe[0], probe[1], arch, loss_kind, epoch, max_lag,
-                             record_pairs).items():
-            records.setdefault(k, []).append(df)
-
-    rows: List[Dict[str, Any]] = []
-    t0 = time.perf_counter()
-    ev = evaluate(model, task, x_te, y_te, arch=arch, loss=loss_kind)
-    row0 = {"epoch": 0, "neuron": neurons_of(model)[0].kind, "train_loss": float("nan"),
-            "train_accuracy": float("nan"), "test_loss": ev["loss"], "test_accuracy": ev["accuracy"],
-            "seconds": time.perf_counter() - t0}
-    rows.append(row0)
+    cfg = _config(config, options)
+    run = _Run.start(cfg)
+    rows = [run.test_row(0, math.nan, math.nan, 0.0)]
     if on_epoch:
-        on_epoch(row0)
-    if record_every:
-        add_records(0)
-    switched_at = None
-    n_batches = math.ceil(n_train / batch_size)
-    for epoch in range(1, int(epochs) + 1):
-        if at_epoch is not None and epoch == at_epoch + 1:
-            before = [id(p) for p in model.parameters()]
-            swap_neurons(model, switch_to)
-            model.to(dev)
-            if [id(p) for p in model.parameters()] != before:
-                opt = _optimizer(optimizer, model.parameters(), lr, weight_decay)
-            switched_at = at_epoch
-        if resample and epoch > 1:
-            x_tr, y_tr = task.sample(n_train, seed + 100003 * (epoch - 1), "train")
-        model.train()
-        order = torch.randperm(n_train, generator=shuffle)
-        tot_loss, correct, seen = 0.0, 0, 0
-        batches = range(n_batches)
-        if progress is not None:
-            batches = progress(batches, n_batches, f"epoch {epoch}/{epochs}")
-        t0 = time.perf_counter()
-        for b in batches:
-            xb, yb = _batch(x_tr, y_tr, task, 0, 0, order[b * batch_size:(b + 1) * batch_size])
-            xb, yb = xb.to(dev), yb.to(dev)
-            logits = model(model_input(xb, arch, task))
-            lval = task.loss(logits, yb, loss_kind)
-            opt.zero_grad(set_to_none=True)
-            lval.backward()
-            opt.step()
-            tot_loss += float(lval.detach()) * yb.shape[0]
-            correct += int((task.predict(logits.detach()) == yb).sum())
-            seen += yb.shape[0]
-        ev = evaluate(model, task, x_te, y_te, arch=arch, loss=loss_kind)
-        row = {"epoch": epoch, "neuron": neurons_of(model)[0].kind, "train_loss": tot_loss / seen,
-               "train_accuracy": correct / seen, "test_loss": ev["loss"], "test_accuracy": ev["accuracy"],
-               "seconds": time.perf_counter() - t0}
-        rows.append(row)
+        on_epoch(rows[-1])
+    if cfg.record_every:
+        run.record(0)
+    for epoch in range(1, cfg.epochs + 1):
+        if cfg.at_epoch is not None and epoch == cfg.at_epoch + 1:
+            run.switch(epoch)
+        rows.append(run.epoch(epoch, progress))
         if on_epoch:
-            on_epoch(row)
-        if record_every and (epoch % record_every == 0 or epoch == epochs):
-            add_records(epoch)
-    model.eval()
-    history = pd.DataFrame(rows, columns=list(row0))
-    last = rows[-1]
-    meta_extra = dict(epoch=int(last["epoch"]), accuracy=float(last["test_accuracy"]),
-                      loss=float(last["test_loss"]), seed=int(seed), truncate=truncate,
-                      optimizer=optimizer, lr=float(lr), loss_kind=loss_kind, switched_at=switched_at,
-                      resample=bool(resample), n_train=int(n_train), batch_size=int(batch_size))
+            on_epoch(rows[-1])
+        if cfg.record_every and (epoch % cfg.record_every == 0 or epoch == cfg.epochs):
+            run.record(epoch)
+    run.model.eval()
+    meta = run.meta(rows[-1])
     if checkpoint is not None:
-        meta = save_checkpoint(checkpoint, model, task, **meta_extra)["gradflow"]
-    else:
-        meta = checkpoint_meta(model, task, **meta_extra)
-    tables = {k: pd.concat(v, ignore_index=True) for k, v in records.items()}
-    return TrainResult(model, history, tables, task, meta)
+        checkpoints.save_checkpoint(run.model, checkpoint, **meta)
+    records = {k: pd.concat(v, ignore_index=True) for k, v in run.records.items()}
+    return TrainResult(run.model, pd.DataFrame(rows, columns=list(rows[0])), records, run.task, meta)
 
 
 # ----------------------------------------------------------------------------- CLIF -> LIF
 
 
 def clif_to_lif(
-    checkpoint: Union[str, os.PathLike, Dict],
-    reset_values: Sequence[float] = (-0.5, -0.25, 0.0, 0.25, 0.5),
+    checkpoint: Union[str, os.PathLike, checkpoints.LoadedModel],
+    reset_values: Sequence[float] = DEFAULT_RESETS,
     *,
     n_test: int = 1024,
     seed: Optional[int] = None,
@@ -510,22 +532,26 @@ def clif_to_lif(
 ) -> pd.DataFrame:
     """Run a CLIF-trained checkpoint with LIF neurons (paper Table 8) and sweep the reset value.
 
+    ``checkpoint``: a gradflow training checkpoint (path, or loaded with :func:`gradflow.load_checkpoint`).
     The weights stay; every CLIF neuron becomes a LIF neuron with the same tau, threshold and
-    surrogate and a hard reset to ``v_reset`` (``v[t] = (1 - s[t]) u[t] + s[t] v_reset``, SPEC §1),
-    once per value in ``reset_values``. Reference rows: the checkpoint as trained (CLIF) and LIF with
-    the soft reset. The data are ``n_test`` test samples of the checkpoint's task (its seed unless
-    ``seed`` is given).
+    surrogate and a hard reset to ``v_reset`` (``v[t] = (1 - s[t]) u[t] + s[t] v_reset``,
+    docs/reference.md, Neurons), once per value in ``reset_values``. Reference rows: the checkpoint as
+    trained (CLIF) and LIF with the soft reset. The data are ``n_test`` test samples of the checkpoint's
+    task (its seed unless ``seed`` is given).
 
     Returns one row per setting: ``neuron, reset, v_reset, accuracy, loss, firing_rate``
     (firing rate = mean spikes per neuron and step).
     """
-    model, meta = load_checkpoint(checkpoint)
-    if meta.get("neuron") != "clif":
-        raise UsageError(f"clif-to-lif needs a CLIF-trained checkpoint; this one has neuron={meta.get('neuron')!r}.")
+    lm = checkpoint if isinstance(checkpoint, checkpoints.LoadedModel) else checkpoints.load_checkpoint(checkpoint)
+    model, meta = lm.model, lm.meta
+    if lm.config.get("neuron") != "clif":
+        raise UsageError(f"CLIF -> LIF inference needs a CLIF-trained checkpoint; this one has "
+                         f"{lm.config.get('neuron')} neurons.")
+    if not isinstance(meta.get("task"), dict):
+        raise UsageError("CLIF -> LIF inference needs a checkpoint written by gradflow train (it names its task).")
     task = make_task(**meta["task"])
-    arch = meta["arch"]
-    s = int(meta.get("seed", 0) if seed is None else seed)
-    x, y = task.sample(n_test, s, "test")
+    arch = lm.config["name"]
+    x, y = task.sample(n_test, int(meta.get("seed", 0) if seed is None else seed), "test")
     kind = meta.get("loss_kind", "ce")
     rows = []
 

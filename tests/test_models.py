@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gradflow import models
+from gradflow import models, schema
 from gradflow.errors import UsageError
 from gradflow.models import TimeDropout
-from gradflow.neurons import CLIFState, LIFState, SpikingNeuron, clif_step, lif_step
+from gradflow.neurons import CLIFState, LIFState, SpikingNeuron, build_neuron, clif_step, lif_step
 
 # A copy of ../shared/reference/clif_repo_architectures.json (the official code's keys and shapes), so the
 # layout tests run on any clone; test_reference_copy_is_current checks it against the shared original.
@@ -75,6 +75,22 @@ def layout(state_dict):
 def test_registry_lists_every_architecture():
     assert models.available() == ["mlp"] + OFFICIAL
     assert list(models.ARCHITECTURES) == models.available()
+    assert tuple(models.ARCHITECTURES) == schema.ARCHITECTURES  # the torch-free names the CLI lists
+
+
+@pytest.mark.parametrize("kind", ["lif", "clif", "plif"])
+def test_neuron_options_rebuild_the_same_neuron(kind):
+    net = make("mlp", neuron=kind, in_features=4, widths=(6,), num_classes=3, tau=1.5, v_threshold=0.5,
+               surrogate="triangle", alpha=0.8, detach_reset=True)
+    old = net.sn1
+    old.truncate, old.backend = 2, "fused"
+    opts = models.neuron_options(old)
+    assert ("v_reset" in opts) == (kind != "clif")
+    new = build_neuron(kind, **opts)
+    assert (new.kind, new.current_tau(), new.v_threshold, new.sur.name, new.sur.alpha, new.detach_reset,
+            new.truncate, new.backend) == (kind, pytest.approx(1.5), 0.5, "triangle", 0.8, True, 2, "fused")
+    assert models.set_backend(net, "torch") == 1 and net.sn1.backend == "torch"
+    assert models.neurons_of(net) == [net.sn1]
 
 
 def test_unknown_architecture_lists_the_known_ones():

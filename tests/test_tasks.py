@@ -5,11 +5,18 @@ import math
 import pytest
 import torch
 
+from gradflow import schema
 from gradflow.errors import UsageError
-from gradflow.losses import ce_over_time, tet
+from gradflow.losses import LOSSES, ce_over_time, tet
 from gradflow.tasks import SHAPE_NAMES, TASKS, DelayedCue, Shapes, make_task, parse_task
 
 SMALL = {"delay": {"delay": 3, "num_classes": 3, "group": 2}, "shapes": {"size": 10, "T": 3}}
+
+
+def test_registries_match_the_torch_free_names():
+    # the command line lists these names without importing torch, from gradflow.schema
+    assert tuple(TASKS) == schema.TASKS
+    assert tuple(LOSSES) == schema.LOSSES and LOSSES["ce"] is ce_over_time and LOSSES["tet"] is tet
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

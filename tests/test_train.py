@@ -9,16 +9,10 @@ from typer.testing import CliRunner
 
 from gradflow import models
 from gradflow.errors import DataError, UsageError
+from gradflow.io.checkpoints import load_checkpoint, save_checkpoint
 from gradflow.losses import ce_over_time
 from gradflow.neurons import CLIFState, LIFState, NeuronParams, clif_step, lif_step
-from gradflow.train import (
-    clif_to_lif,
-    load_checkpoint,
-    save_checkpoint,
-    set_truncation,
-    swap_neurons,
-    train,
-)
+from gradflow.train import TrainConfig, clif_to_lif, set_truncation, swap_neurons, train
 from gradflow_cli.main import app
 
 TINY = "delay:delay=0,num_classes=2,group=2"
@@ -101,13 +95,13 @@ def test_two_epochs_lower_the_loss_and_write_a_loadable_checkpoint(tmp_path):
     assert meta["task"]["name"] == "delay" and meta["accuracy"] == pytest.approx(hist.test_accuracy.iloc[-1])
     net = models.build(**meta["model"])
     net.load_state_dict(ckpt["state_dict"], strict=True)
-    model, meta2 = load_checkpoint(out / "model.pt")
+    loaded = load_checkpoint(out / "model.pt")
     from gradflow.tasks import make_task
     from gradflow.train import evaluate
 
-    task = make_task(**meta2["task"])
-    x, y = task.sample(256, meta2["seed"], "test")
-    assert evaluate(model, task, x, y)["accuracy"] == pytest.approx(meta["accuracy"])
+    task = make_task(**loaded.meta["task"])
+    x, y = task.sample(256, loaded.meta["seed"], "test")
+    assert evaluate(loaded.model, task, x, y)["accuracy"] == pytest.approx(meta["accuracy"])
     # no silent overwrite
     again = runner.invoke(app, ["train", "--task", TINY, "--epochs", "0", "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.output
@@ -120,11 +114,37 @@ def test_same_seed_same_history():
     assert a[cols].equals(b[cols])
 
 
+def test_a_config_object_and_keywords_train_the_same_network(tmp_path):
+    kw = dict(epochs=1, n_train=64, n_test=32, model_kwargs={"widths": [8]}, seed=2)
+    cfg = TrainConfig(task=TINY, **kw)
+    a = train(cfg)
+    b = train(TINY, **kw)
+    cols = ["train_loss", "test_loss", "test_accuracy"]
+    assert a.history[cols].equals(b.history[cols])
+    # keyword options override the config's fields
+    assert not train(cfg, seed=3).history[cols].equals(a.history[cols])
+    # the fused neuron backend trains the same network up to float rounding
+    fused = train(cfg, backend="fused").history
+    assert fused.test_loss.tolist() == pytest.approx(a.history.test_loss.tolist(), rel=1e-4)
+    with pytest.raises(UsageError, match="Unknown training option 'epoch'"):
+        train(TINY, epoch=1)
+    # errors name the setting, so the command line can show its flag
+    for bad, argument in ((dict(lr=0.0), "lr"), (dict(epochs=-1), "epochs"), (dict(optimizer="rmsprop"), "optimizer"),
+                          (dict(truncate=0), "truncate"), (dict(switch_to="izh", at_epoch=0), "switch_to")):
+        with pytest.raises(UsageError) as err:
+            TrainConfig(**bad)
+        assert err.value.arguments == (argument,) and argument in str(err.value)
+    # the result writes the command's files: a loadable checkpoint and the history
+    files = a.write(tmp_path)
+    assert files == ["model.pt", "history.csv"]
+    assert load_checkpoint(tmp_path / "model.pt").meta["epoch"] == 1
+
+
 def test_static_task_takes_T_and_time_major_task_refuses_it():
     res = train("shapes:size=8,num_classes=2", T=2, epochs=1, n_train=32, n_test=16, batch_size=16,
                 optimizer="sgd", lr=0.05, model_kwargs={"widths": [8]})
     assert res.task.T == 2 and res.meta["T"] == 2 and res.meta["task"]["T"] == 2
-    with pytest.raises(UsageError, match="fixes T"):
+    with pytest.raises(UsageError, match="fixes its own number of steps"):
         train(TINY, T=9, epochs=0)
 
 
@@ -197,8 +217,8 @@ def test_clif_to_lif_sweeps_the_hard_reset(tmp_path):
     assert [row["v_reset"] for row in rows][2:] == [-0.5, 0.0]
 
     lif_ckpt = tmp_path / "lif.pt"
-    save_checkpoint(lif_ckpt, models.build("mlp", in_features=9, widths=(4,), num_classes=2, T=3),
-                    res.task, seed=0)
+    save_checkpoint(models.build("mlp", in_features=9, widths=(4,), num_classes=2, T=3), lif_ckpt,
+                    task=res.task.config, seed=0)
     with pytest.raises(UsageError, match="CLIF-trained"):
         clif_to_lif(lif_ckpt)
 
@@ -229,7 +249,7 @@ def test_experiment_pipeline_quick(tmp_path):
     assert "±" in summary and (out / "figures" / "accuracy_vs_T.png").exists()
     assert not (out / "report.md").exists()
     bad = runner.invoke(app, ["experiment", "nope", "--out", str(tmp_path / "n")])
-    assert bad.exit_code == 2 and "Unknown experiment" in bad.output
+    assert bad.exit_code == 2 and "Unknown experiment 'nope'; choose one of lif-vs-clif-delay" in bad.output
 
 
 def _fake_cifar(root, n_train=24, n_test=12):

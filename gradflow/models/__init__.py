@@ -35,10 +35,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-import torch  # noqa: F401  (used by the doctest above)
+import torch
 
 from ..errors import UsageError
-from ..neurons import NEURONS, build_neuron
+from ..neurons import NEURONS, SpikingNeuron, build_neuron
 from ..surrogate import Surrogate
 from .base import SpikingModel, positive_int
 from .layers import (
@@ -61,6 +61,9 @@ __all__ = [
     "ArchSpec",
     "available",
     "build",
+    "neurons_of",
+    "neuron_options",
+    "set_backend",
     "SpikingModel",
     "SpikingMLP",
     "SNN5NoAP",
@@ -137,8 +140,8 @@ def _resolve_name(name: str) -> str:
     return key
 
 
-def _neuron_kwargs(kind: str, given: Dict[str, Any]) -> Dict[str, Any]:
-    """Normalise neuron keyword arguments and check them by building one neuron."""
+def _checked_neuron_options(kind: str, given: Dict[str, Any]) -> Dict[str, Any]:
+    """Normalise the neuron keyword arguments of :func:`build` and check them by building one neuron."""
     out = dict(given)
     sur = out.get("surrogate")
     if isinstance(sur, Surrogate):
@@ -151,6 +154,43 @@ def _neuron_kwargs(kind: str, given: Dict[str, Any]) -> Dict[str, Any]:
     except TypeError as err:
         raise UsageError(f"Bad neuron options {sorted(out)} for {kind} neurons: {err}.") from None
     return out
+
+
+def neurons_of(model: torch.nn.Module) -> List[SpikingNeuron]:
+    """Every gradflow spiking neuron module of ``model``, in registration order."""
+    return [m for m in model.modules() if isinstance(m, SpikingNeuron)]
+
+
+def neuron_options(neuron: SpikingNeuron, kind: Optional[str] = None) -> Dict[str, Any]:
+    """The keyword arguments that rebuild ``neuron`` as a ``kind`` neuron (default: its own kind).
+
+    ``tau`` (PLIF: its current value), ``v_threshold``, ``surrogate`` and ``alpha``, ``detach_reset``,
+    ``decay_input``, ``truncate``, ``backend``, and ``v_reset`` unless ``kind`` is ``clif`` (CLIF has
+    no hard reset).
+
+    >>> from gradflow.neurons import build_neuron
+    >>> opts = neuron_options(build_neuron("plif", tau=3.0), "clif")
+    >>> round(opts["tau"], 6), "v_reset" in opts
+    (3.0, False)
+    """
+    kind = neuron.kind if kind is None else str(kind).lower()
+    out = {
+        "tau": neuron.current_tau(), "v_threshold": neuron.v_threshold, "surrogate": neuron.sur.name,
+        "alpha": neuron.sur.alpha, "detach_reset": neuron.detach_reset, "decay_input": neuron.decay_input,
+        "truncate": neuron.truncate, "backend": neuron.backend,
+    }
+    if kind != "clif":
+        out["v_reset"] = neuron.v_reset
+    return out
+
+
+def set_backend(model: torch.nn.Module, backend: str) -> int:
+    """Run every neuron of ``model`` on ``backend`` (``torch`` or ``fused``: same numbers, see
+    :class:`gradflow.neurons.SpikingNeuron`); returns how many neurons were set."""
+    layers = neurons_of(model)
+    for m in layers:
+        m.backend = backend
+    return len(layers)
 
 
 def build(
@@ -192,7 +232,7 @@ def build(
         else:
             known = ", ".join(list(spec.options) + list(NEURON_OPTIONS))
             raise UsageError(f"Unknown option {key!r} for {arch}; the options are {known}.")
-    neuron_kwargs = _neuron_kwargs(kind, neuron_kwargs)
+    neuron_kwargs = _checked_neuron_options(kind, neuron_kwargs)
     common = dict(neuron=kind, num_classes=num_classes, T=T, neuron_kwargs=neuron_kwargs)
     if arch == "mlp":
         features = options.pop("in_features")
