@@ -298,7 +298,7 @@ def test_weight_projection_interval_resamples_passes():
 
 def test_weight_inner_products_from_the_recorder_are_used_when_present():
     per_step, weights = hand_case()
-    w = weights.assign(ss=[1.0, 1.0], tt=[1.0, 0.25], st=[1.0, -0.5], total_norm=[9.0, 9.0])  # norms ignored
+    w = weights.assign(spatial_sq=[1.0, 1.0], temporal_sq=[1.0, 0.25], inner=[1.0, -0.5], total_norm=[9.0, 9.0])  # norms ignored
     row = report.summarize({"per_step": per_step, "weights": w}, n_resamples=10).iloc[0]
     assert row["weight_temporal_projection"] == pytest.approx((1.25 + 0.5) / 4.25)
 

@@ -200,14 +200,14 @@ def _weight_stats(w: pd.DataFrame, n_resamples: int, seed: int, level: float) ->
     Per backward pass the layer's parameters are pooled into one vector: ``ss = sum ||g_s||^2``,
     ``tt = sum ||g_t||^2``, ``st = sum <g_s, g_t>`` with ``<g_s, g_t> = (||g||^2 - ||g_s||^2 -
     ||g_t||^2) / 2`` per parameter (``g = g_s + g_t``, the ``total_norm`` column; the recorder's own
-    ``ss``, ``tt``, ``st`` columns when the table has them); then
+    ``spatial_sq``, ``temporal_sq``, ``inner`` columns when the table has them); then
     :func:`gradflow.stats.projections` per pass and the mean over passes.
     """
     out = dict.fromkeys(("weight_temporal_projection", "weight_temporal_projection_ci_low",
                          "weight_temporal_projection_ci_high", "weight_cosine", "weight_temporal_share"),
                         math.nan)
-    if {"ss", "tt", "st"} <= set(w.columns):         # the recorder's inner products, when it writes them
-        ss, tt, st = (as_float(w[c]) for c in ("ss", "tt", "st"))
+    if {"spatial_sq", "temporal_sq", "inner"} <= set(w.columns):   # the recorder's inner products
+        ss, tt, st = (as_float(w[c]) for c in ("spatial_sq", "temporal_sq", "inner"))
     else:
         sn, tn, gn = (as_float(w[c]) for c in ("spatial_norm", "temporal_norm", "total_norm"))
         ss, tt, st = sn ** 2, tn ** 2, (gn ** 2 - sn ** 2 - tn ** 2) / 2
