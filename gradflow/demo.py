@@ -148,7 +148,7 @@ def run_demo(
     """
     t_start = time.perf_counter()
     if T_trace < 2:
-        raise UsageError(f"T_trace must be at least 2, got {T_trace}.")
+        raise UsageError(f"T_trace must be at least 2, got {T_trace}.", arguments=("T_trace",))
     check_output(out, force)                      # refuse before computing anything
     rng = np.random.default_rng(seed)
     traces = neuron_traces(0.6 + 0.4 * rng.standard_normal(T_trace), tau=tau, v_threshold=v_threshold)

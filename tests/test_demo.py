@@ -46,7 +46,7 @@ def test_traces_follow_the_neuron_equations():
     assert (clif.factor[clif.u.between(0.5, 1.5)] < 0).all()
 
 
-@pytest.mark.parametrize("bad,msg", [(["--tau", "1"], "tau"), (["--trace-steps", "1"], "T_trace")])
+@pytest.mark.parametrize("bad,msg", [(["--tau", "1"], "tau"), (["--trace-steps", "1"], "--trace-steps must be at least 2")])
 def test_demo_bad_options(tmp_path, bad, msg):
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), *SMALL, *bad])
     assert r.exit_code == 2 and msg in r.output
