@@ -3,7 +3,7 @@
 The recorded tables are long-format DataFrames (columns in :mod:`gradflow.schema`, defined in
 docs/reference.md). A comparison concatenates several runs and
 puts a ``run`` column first; everything here treats a table without ``run`` as a single run, written
-``None``. Values may be NaN or +-Inf anywhere (issue 7): helpers here turn columns into float arrays
+``None``. Values may be NaN or +-Inf anywhere: helpers here turn columns into float arrays
 and finite masks instead of trusting the dtype (an empty recorder table has ``object`` columns).
 """
 

@@ -84,7 +84,7 @@ def plot_norms_over_t(
 ):
     """Spatial ``||P[t]||`` (solid) and temporal ``||temporal[t]||`` (dashed) norms over t, one layer.
 
-    ``per_step`` is the SPEC §3 table (several runs overlaid when it has a ``run`` column). Values are
+    ``per_step`` is the recorder's table (docs/reference.md) (several runs overlaid when it has a ``run`` column). Values are
     the mean over recorded steps of the finite norms at each t. ``layer`` defaults to the first layer;
     ``total=True`` adds ``||delta[t]||`` dotted; ``logy=True`` uses a log axis (zeros left out, noted).
     ``note=False`` leaves out the note on values not drawn (the grid puts one note on the figure).

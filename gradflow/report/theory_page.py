@@ -120,7 +120,7 @@ def _params(
         raise TheoryError("v_reset applies to the hard reset only; pass reset='hard' (--reset hard) with it.")
     if reset == "hard":
         if neuron == "clif":
-            raise TheoryError("CLIF has a single reset rule (SPEC §1); the hard reset applies to LIF only "
+            raise TheoryError("CLIF has a single reset rule (docs/reference.md, Neurons); the hard reset applies to LIF only "
                               "(use --neuron lif or both).")
         v_reset = 0.0 if v_reset is None else float(v_reset)
         if not math.isfinite(v_reset):
@@ -259,7 +259,7 @@ def _notes(p: dict) -> List[str]:
     notes = [f"Predictions for one layer fed i.i.d. N({fmt_num(p['mean'])}, {fmt_num(p['std'])}^2) currents, "
              f"T = {p['T']}, simulated on {p['n']} neurons (docs/theory.md Eq. 20-21)."]
     if p["reset"] == "hard":
-        notes.append("The hard reset applies to LIF only; CLIF keeps its own reset rule (SPEC §1).")
+        notes.append("The hard reset applies to LIF only; CLIF keeps its own reset rule (docs/reference.md, Neurons).")
     if p["surrogate"] in ("sigmoid", "atan"):
         notes.append(f"The {p['surrogate']} surrogate has no compact window: every neuron gets some surrogate "
                      "gradient; the shaded band marks where sg is at least half its peak.")
