@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -36,9 +37,14 @@ def _worker(rank, world, port, out_dir):
         with gradflow.record(model) as rec:
             (model(x[:, shard]) * e[:, shard]).sum().backward()
         tables = {"per_step": rec.per_step(), "lags": rec.lags(), "pairs": rec.pairs(), "weights": rec.weights()}
+        samples = rec.samples()  # gathers every rank's samples
         if rank == 0:
             for k, v in tables.items():
                 v.to_csv(os.path.join(out_dir, f"{k}.csv"), index=False)
+            for layer, s in samples.items():
+                np.savez(os.path.join(out_dir, f"samples_{layer}.npz"), **{f: np.asarray(getattr(s, f))
+                                                                         for f in s._fields if f != "pair_sq"},
+                         pair_sq=s.pair_sq)
     finally:
         dist.destroy_process_group()
 
@@ -64,6 +70,11 @@ def test_two_process_gloo_tables_equal_single_process(tmp_path):
                 assert got[col].to_numpy() == pytest.approx(want[col].to_numpy(), rel=1e-9, abs=1e-12), (name, col)
             else:
                 assert got[col].astype(str).tolist() == want[col].astype(str).tolist(), (name, col)
+    # per-sample statistics: rank 0 holds samples 0-4, rank 1 samples 5-9, gathered in rank order
+    for layer, s in rec.samples().items():
+        got = np.load(tmp_path / f"samples_{layer}.npz")
+        for f in s._fields:
+            np.testing.assert_allclose(got[f], np.asarray(getattr(s, f)), rtol=1e-9, atol=1e-12, err_msg=f)
     # weights: per-rank gradient norms combined by root-sum-square (documented), so only check shape
     w = pd.read_csv(tmp_path / "weights.csv")
     assert list(w.columns) == list(single["weights"].columns) and len(w) == len(single["weights"])

@@ -1,0 +1,228 @@
+"""The recorder's tables, built once from the finished passes (docs/reference.md, Tables).
+
+Every function takes the finished :class:`~.decompose.LayerPass` list sorted by (step, layer_index)
+and moves the device statistics to the host in one transfer per table. Column lists come from
+:mod:`gradflow.schema`; extra columns follow them. Under ``torch.distributed`` the sums (squared
+norms, counts) of all ranks are added before anything is derived from them, and :func:`samples`
+gathers every rank's samples.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import schema, stats
+from .decompose import EPS_SQ, EPS_SUM, NONFINITE, SPATIAL, SPIKES, TEMPORAL, TOTAL, TZERO, WINDOW, LayerPass
+
+__all__ = ["LayerSamples", "per_step", "pairs", "lags", "weights", "samples", "layer_info"]
+
+
+class LayerSamples(NamedTuple):
+    """Per-sample statistics of one layer over every recorded backward pass (``n`` samples in all).
+
+    ``spatial_sq``, ``temporal_sq``, ``total_sq`` ``[n, T]``: ``||P[t]_i||^2``, ``||temporal[t]_i||^2``,
+    ``||delta[t]_i||^2`` (squared L2 norm over sample i's neurons at step t); ``pair_sq``
+    ``[n, T, K+1]``: ``||pair[t, t+k]_i||^2`` (0 where ``t + k >= T``; None without pairs);
+    ``spikes``, ``window`` ``[n, T]``: counts of spikes and of elements inside the surrogate window;
+    ``numel``: elements per sample and step (firing rate = spikes / numel); ``step`` ``[n]``: the
+    backward pass each sample came from. Passes with fewer steps than the layer's largest ``T`` are
+    padded with NaN.
+    """
+
+    spatial_sq: np.ndarray
+    temporal_sq: np.ndarray
+    total_sq: np.ndarray
+    pair_sq: Optional[np.ndarray]
+    spikes: np.ndarray
+    window: np.ndarray
+    numel: int
+    step: np.ndarray
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _allreduce(t: torch.Tensor) -> np.ndarray:
+    """Sum over ranks (a no-op outside torch.distributed), as float64 numpy."""
+    if _distributed():
+        t = t.clone()
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    return t.cpu().numpy()
+
+
+def _ids(passes: List[LayerPass], counts: List[int]) -> dict:
+    return {
+        "step": np.concatenate([np.full(c, ps.step) for ps, c in zip(passes, counts)]),
+        "layer": [ps.name for ps, c in zip(passes, counts) for _ in range(c)],
+        "layer_index": np.concatenate([np.full(c, ps.index) for ps, c in zip(passes, counts)]),
+    }
+
+
+def per_step(passes: List[LayerPass]) -> pd.DataFrame:
+    """One row per (step, layer, t): ``schema.PER_STEP_COLUMNS``, then ``eps_mean``, ``eps_rms``, ``T``,
+    ``tau`` and ``samples``.
+
+    Norms are the square roots of the per-sample squared norms summed over samples (and ranks);
+    ``eps_mean``/``eps_rms`` are the mean and RMS over elements of ``eps[t] = du[t+1]/du[t]`` at fixed
+    input (0 at ``t = T-1`` and before a truncation cut).
+    """
+    parts = []
+    for ps in passes:
+        s = ps.per_sample.sum(2)  # [5, T]
+        numel = torch.full((ps.T,), float(ps.n * ps.E), dtype=torch.float64, device=s.device)
+        count = torch.full((ps.T,), float(ps.n), dtype=torch.float64, device=s.device)
+        parts.append(torch.stack([numel, s[SPIKES], s[WINDOW], s[TOTAL], s[SPATIAL], s[TEMPORAL],
+                                  ps.per_t[:, TZERO], ps.per_t[:, NONFINITE], ps.per_t[:, EPS_SUM],
+                                  ps.per_t[:, EPS_SQ], count], dim=1))
+    a = _allreduce(torch.cat(parts))
+    n = np.where(a[:, 0] > 0, a[:, 0], np.nan)
+    counts = [ps.T for ps in passes]
+    df = pd.DataFrame(_ids(passes, counts))
+    df.insert(3, "neuron", [ps.kind.name for ps in passes for _ in range(ps.T)])
+    df.insert(4, "t", np.concatenate([np.arange(ps.T) for ps in passes]))
+    df["firing_rate"] = a[:, 1] / n
+    df["window_fraction"] = a[:, 2] / n
+    df["grad_total_norm"] = np.sqrt(a[:, 3])
+    df["grad_spatial_norm"] = np.sqrt(a[:, 4])
+    df["grad_temporal_norm"] = np.sqrt(a[:, 5])
+    df["temporal_zero_fraction"] = a[:, 6] / n
+    df["nonfinite"] = a[:, 7].astype(np.int64)
+    df["eps_mean"] = a[:, 8] / n
+    df["eps_rms"] = np.sqrt(a[:, 9] / n)
+    df["T"] = np.concatenate([np.full(ps.T, ps.T) for ps in passes])
+    df["tau"] = np.concatenate([np.full(ps.T, _tau(ps)) for ps in passes])
+    df["samples"] = a[:, 10].astype(np.int64)
+    return df[list(schema.PER_STEP_COLUMNS) + ["eps_mean", "eps_rms", "T", "tau", "samples"]]
+
+
+def _tau(ps: LayerPass) -> float:
+    k = float(ps.k)
+    return math.inf if k == 0 else 1.0 / k
+
+
+def _pair_sums(passes: List[LayerPass]) -> List[np.ndarray]:
+    """``[T, K+1]`` squared pair norms summed over samples and ranks, per pass."""
+    sums = [ps.pair_sq.sum(2) for ps in passes]
+    flat = _allreduce(torch.cat([s.reshape(-1) for s in sums]))
+    out, i = [], 0
+    for s in sums:
+        out.append(flat[i:i + s.numel()].reshape(tuple(s.shape)))
+        i += s.numel()
+    return out
+
+
+def pairs(passes: List[LayerPass]) -> pd.DataFrame:
+    """One row per (step, layer, t, t_source) with ``t <= t_source <= t + max_lag``: ``||pair[t, t_source]||``."""
+    frames = []
+    for ps, q in zip(passes, _pair_sums(passes)):
+        T, K1 = q.shape
+        t, k = np.meshgrid(np.arange(T), np.arange(K1), indexing="ij")
+        keep = (t + k) < T
+        frames.append(pd.DataFrame({
+            "step": ps.step, "layer": ps.name, "layer_index": ps.index,
+            "t": t[keep], "t_source": (t + k)[keep], "lag": k[keep], "norm": np.sqrt(q[keep]),
+        }))
+    return pd.concat(frames, ignore_index=True)[list(schema.PAIRS_COLUMNS)]
+
+
+def lags(passes: List[LayerPass]) -> pd.DataFrame:
+    """One row per (step, layer, lag): ``norm`` = ``G_k`` (RMS over the ``T - k`` pairs at lag k) and
+    ``relative`` = the transport ratio ``sqrt(sum_t ||pair[t, t+k]||^2 / sum_t ||P[t+k]||^2)``
+    (:func:`gradflow.stats.relative_from_pair_sq`: sources without a spatial gradient add nothing)."""
+    frames = []
+    for ps, q in zip(passes, _pair_sums(passes)):
+        K1 = q.shape[1]
+        frames.append(pd.DataFrame({
+            "step": ps.step, "layer": ps.name, "layer_index": ps.index, "lag": np.arange(K1),
+            "norm": stats.lag_norm_from_pair_sq(q), "relative": stats.relative_from_pair_sq(q),
+        }))
+    return pd.concat(frames, ignore_index=True)[list(schema.LAGS_COLUMNS)]
+
+
+def weights(passes: List[LayerPass]) -> pd.DataFrame:
+    """One row per (step, layer, param): the spatial/temporal split of the parameter's gradient through
+    the layer, ``schema.WEIGHTS_COLUMNS`` then ``spatial_sq``, ``temporal_sq``, ``inner``
+    (``||g_s||^2``, ``||g_t||^2``, ``<g_s, g_t>``).
+
+    ``total_norm = ||g_s + g_t||``; ``spatial_projection``/``temporal_projection`` =
+    ``<g_part, g>/||g||^2`` (sum to 1), ``cosine`` = ``<g_s, g_t>/(||g_s|| ||g_t||)``
+    (:func:`gradflow.stats.projections`). Under torch.distributed the squared norms and inner products
+    of the ranks are summed (root-sum-square of per-rank norms, not the norm of the reduced gradient).
+    NaN where the split could not be made (a region that cannot be called without side effects).
+    """
+    cols = list(schema.WEIGHTS_COLUMNS) + ["spatial_sq", "temporal_sq", "inner"]
+    with_w = [ps for ps in passes if ps.weight_sq is not None and ps.weight_names]
+    if not with_w:
+        return pd.DataFrame(columns=cols)
+    sq = _allreduce(torch.cat([ps.weight_sq for ps in with_w]))
+    counts = [len(ps.weight_names) for ps in with_w]
+    df = pd.DataFrame(_ids(with_w, counts))
+    df["param"] = [name for ps in with_w for name in ps.weight_names]
+    ss, tt, st = sq[:, 0], sq[:, 1], sq[:, 2]
+    gg = np.maximum(ss + tt + 2.0 * st, 0.0)
+    df["spatial_norm"], df["temporal_norm"], df["total_norm"] = np.sqrt(ss), np.sqrt(tt), np.sqrt(gg)
+    denom = df["spatial_norm"] + df["temporal_norm"]
+    df["temporal_share"] = np.where(denom > 0, df["temporal_norm"] / denom.where(denom > 0, 1.0), np.nan)
+    proj = stats.projections(np.nan_to_num(ss, nan=0.0), np.nan_to_num(tt, nan=0.0), np.nan_to_num(st, nan=0.0))
+    bad = ~np.isfinite(ss)
+    for name, value in zip(("spatial_projection", "temporal_projection", "cosine"), proj):
+        df[name] = np.where(bad, np.nan, np.asarray(value, dtype=np.float64))
+    df["spatial_sq"], df["temporal_sq"], df["inner"] = ss, tt, st
+    return df[cols]
+
+
+def samples(passes: List[LayerPass], pairs_enabled: bool) -> Dict[str, LayerSamples]:
+    """Per layer (in layer_index order): a :class:`LayerSamples` over all recorded passes (and ranks)."""
+    local: Dict[str, dict] = {}
+    for ps in passes:
+        d = local.setdefault(ps.name, {"index": ps.index, "parts": [], "E": ps.E})
+        ps_arr = ps.per_sample.cpu().numpy()  # [5, T, n]
+        pair = None if ps.pair_sq is None else ps.pair_sq.permute(2, 0, 1).cpu().numpy()  # [n, T, K+1]
+        d["parts"].append((ps_arr.transpose(0, 2, 1), pair, np.full(ps.n, ps.step)))
+    if _distributed():
+        gathered = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, local)
+        merged: Dict[str, dict] = {}
+        for part in gathered:
+            for name, d in part.items():
+                merged.setdefault(name, {"index": d["index"], "parts": [], "E": d["E"]})["parts"].extend(d["parts"])
+        local = merged
+    out = {}
+    for name, d in sorted(local.items(), key=lambda item: item[1]["index"]):
+        T = max(a.shape[2] for a, _, _ in d["parts"])
+        K1 = max((pq.shape[2] for _, pq, _ in d["parts"] if pq is not None), default=0)
+        per = np.concatenate([_pad(a, T, axis=2) for a, _, _ in d["parts"]], axis=1)  # [5, n, T]
+        pair = None
+        if pairs_enabled:
+            pair = np.concatenate([_pad(_pad(pq, T, axis=1), K1, axis=2) for _, pq, _ in d["parts"]], axis=0)
+        out[name] = LayerSamples(per[SPATIAL], per[TEMPORAL], per[TOTAL], pair, per[SPIKES], per[WINDOW],
+                                 int(d["E"]), np.concatenate([s for _, _, s in d["parts"]]))
+    return out
+
+
+def _pad(a: np.ndarray, size: int, axis: int) -> np.ndarray:
+    if a.shape[axis] == size:
+        return a
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, size - a.shape[axis])
+    return np.pad(a.astype(np.float64), widths, constant_values=np.nan)
+
+
+def layer_info(passes: List[LayerPass]) -> pd.DataFrame:
+    """One row per recorded layer: its constants at the latest recorded pass (PLIF: the tau it used)."""
+    rows = {}
+    for ps in passes:
+        p = ps.params
+        rows[ps.name] = dict(
+            layer=ps.name, layer_index=ps.index, neuron=ps.kind.name, tau=_tau(ps), v_threshold=p.v_threshold,
+            surrogate=p.surrogate.name, alpha=p.surrogate.alpha, reset="soft" if p.v_reset is None else "hard",
+            v_reset=p.v_reset, detach_reset=p.detach_reset, decay_input=p.decay_input, m_grad=p.m_grad,
+            truncate=ps.module.truncate,
+        )
+    return pd.DataFrame(list(rows.values())).sort_values("layer_index", ignore_index=True)

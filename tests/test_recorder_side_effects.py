@@ -1,0 +1,202 @@
+"""Recording only observes: with gradflow.record on (every combination of pairs, weights, backend and
+truncation), every user tensor hook, retain_grad(), module full-backward hook, parameter hook and
+post-accumulate-grad hook fires as often, with bit-identical values, as without it, and every .grad
+(leaf or retained) is bit-identical. The model has batch norm (merged and per step) and a residual block."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import defaultdict
+
+import pytest
+import torch
+from torch import nn
+
+import gradflow
+
+
+class Log:
+    """Every value a user's instrumentation sees, in firing order per name (cloned)."""
+
+    def __init__(self):
+        self.events = defaultdict(list)
+
+    def tensor_hook(self, name):
+        def hook(g):
+            self.events[name].append(g.detach().clone())
+        return hook
+
+    def module_hook(self, name):
+        def hook(module, grad_input, grad_output):
+            vals = [None if g is None else g.detach().clone() for g in tuple(grad_input) + tuple(grad_output)]
+            self.events[name].append(vals)
+        return hook
+
+    def post_acc_hook(self, name):
+        def hook(param):
+            self.events[name].append(param.grad.detach().clone())
+        return hook
+
+
+class ResBNNet(nn.Module):
+    """conv-BN-neuron, a residual block (conv-BN-neuron-conv-BN + 1x1 conv shortcut), a readout.
+
+    Time-major ``[T, N, C, H, W]``; ``bn0`` runs merged over T, ``bn1`` per step (a stack of T calls).
+    The forward puts user instrumentation on the tensors between spiking layers when ``log`` is set.
+    """
+
+    def __init__(self, kind, **kw):
+        super().__init__()
+        self.conv0, self.bn0, self.sn0 = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), gradflow.build_neuron(kind, **kw)
+        self.conv1, self.bn1, self.sn1 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), gradflow.build_neuron(kind, **kw)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.shortcut = nn.Conv2d(4, 4, 1)
+        self.sn2 = gradflow.build_neuron(kind, **kw)
+        self.fc = nn.Linear(4, 3)
+        self.log = None
+
+    def _watch(self, name, h):
+        if self.log is not None and h.requires_grad:
+            h.register_hook(self.log.tensor_hook(name + ".hook"))
+            h.retain_grad()
+            self.retained[name] = h
+        return h
+
+    def forward(self, x):
+        self.retained = {}
+        T, N = x.shape[:2]
+        merge = lambda z: z.flatten(0, 1)  # noqa: E731
+        split = lambda z: z.unflatten(0, (T, N))  # noqa: E731
+        h = self._watch("c0", self.conv0(merge(x)))
+        s0 = self.sn0(self._watch("x0", split(self.bn0(h)) * 1.5))
+        h = self._watch("c1", split(self.conv1(merge(s0))))
+        h = torch.stack([self.bn1(h[t]) for t in range(T)])
+        s1 = self.sn1(self._watch("x1", h * 2.0))
+        h = self._watch("c2", self.bn2(self.conv2(merge(s1))))
+        res = self._watch("res", split(h) + split(self.shortcut(merge(s0))))
+        s2 = self.sn2(self._watch("x2", res * 2.0))
+        return self.fc(s2.mean((-1, -2)))
+
+
+def _instrument(model, log):
+    model.log = log
+    for name in ("conv0", "bn0", "conv1", "bn1", "conv2", "bn2", "shortcut", "sn0", "sn1", "sn2", "fc"):
+        getattr(model, name).register_full_backward_hook(log.module_hook(name + ".module"))
+    for name, p in model.named_parameters():
+        p.register_hook(log.tensor_hook(name + ".param_hook"))
+        p.register_post_accumulate_grad_hook(log.post_acc_hook(name + ".post_acc"))
+
+
+def _run(model, x, y, rec_kw=None, steps=2):
+    log = Log()
+    _instrument(model, log)
+    xs = []
+    grads = []
+    for i in range(steps):  # .grad accumulates over the two backward passes, as a user would see it
+        xi = (x + 0.1 * i).clone().requires_grad_()
+        xs.append(xi)
+        if rec_kw is None:
+            gradflow.losses.ce_over_time(model(xi), y).backward()
+        else:
+            with gradflow.record(model, **rec_kw) as rec:
+                gradflow.losses.ce_over_time(model(xi), y).backward()
+            assert rec.num_hooks == 0 and rec.steps == 1
+        grads.append({k: v.grad.clone() for k, v in model.retained.items()})
+    leaf = {n: p.grad.clone() for n, p in model.named_parameters()}
+    leaf.update({f"input{i}": xi.grad.clone() for i, xi in enumerate(xs)})
+    return log, grads, leaf
+
+
+def _assert_identical(a, b, where):
+    assert type(a) is type(b), where
+    if isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (u, v) in enumerate(zip(a, b)):
+            _assert_identical(u, v, f"{where}[{i}]")
+    elif a is None:
+        assert b is None, where
+    else:
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), where
+
+
+COMBOS = list(itertools.product([False, True], [False, True], ["torch", "fused"], [None, 2]))
+
+
+@pytest.mark.parametrize("kind", ["lif", "clif", "plif"])
+@pytest.mark.parametrize("combo", range(len(COMBOS)), ids=lambda i: "pairs{}-weights{}-{}-trunc{}".format(*COMBOS[i]))
+def test_recording_fires_no_user_hook_and_changes_no_bit(kind, combo):
+    pairs, weights, backend, truncate = COMBOS[combo]
+    torch.manual_seed(0)
+    base = ResBNNet(kind, tau=1.7, surrogate="atan", backend=backend, truncate=truncate).double().train()
+    x = torch.randn(4, 3, 2, 5, 5, dtype=torch.float64) + 0.4
+    y = torch.randint(0, 3, (3,))
+    plain_log, plain_retained, plain_leaf = _run(copy.deepcopy(base), x, y)
+    rec_log, rec_retained, rec_leaf = _run(copy.deepcopy(base), x, y, dict(pairs=pairs, weights=weights))
+    assert set(plain_log.events) == set(rec_log.events)
+    assert {k for k in plain_log.events if k.endswith(".module")} >= {"conv0.module", "bn1.module", "sn2.module"}
+    for name, events in plain_log.events.items():
+        assert len(events) == len(rec_log.events[name]) > 0, name  # same number of calls
+        _assert_identical(events, rec_log.events[name], name)      # bit-identical values
+    for step, (a, b) in enumerate(zip(plain_retained, rec_retained)):
+        assert set(a) == set(b) == {"c0", "x0", "c1", "x1", "c2", "res", "x2"}
+        for name in a:
+            _assert_identical(a[name], b[name], f"retained {name} step {step}")
+    for name in plain_leaf:
+        _assert_identical(plain_leaf[name], rec_leaf[name], f"leaf {name}")
+
+
+def test_weight_split_region_holds_the_residual_and_both_batch_norms():
+    torch.manual_seed(1)
+    model = ResBNNet("lif", tau=1.7, surrogate="atan").double().train()
+    x = torch.randn(4, 3, 2, 5, 5, dtype=torch.float64) + 0.4
+    y = torch.randint(0, 3, (3,))
+    with gradflow.record(model, weights=True) as rec:
+        gradflow.losses.ce_over_time(model(x), y).backward()
+    w = rec.weights()
+    by_layer = {name: set(g.param) for name, g in w.groupby("layer")}
+    assert by_layer["sn0"] == {"conv0.weight", "conv0.bias", "bn0.weight", "bn0.bias"}
+    assert by_layer["sn1"] == {"conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias"}
+    assert by_layer["sn2"] == {"conv2.weight", "conv2.bias", "bn2.weight", "bn2.bias", "shortcut.weight",
+                               "shortcut.bias"}
+    params = dict(model.named_parameters())
+    for row in w.itertuples():  # each parameter feeds one layer here: the split adds up to its gradient
+        assert row.total_norm == pytest.approx(params[row.param].grad.norm().item(), rel=1e-10, abs=1e-14)
+        assert row.spatial_projection + row.temporal_projection == pytest.approx(1.0, abs=1e-12)
+
+
+def test_a_region_shared_by_two_layers_is_split_exactly():
+    """Two neuron layers on the same current: the main backward's total mixes them, so both parts of
+    each layer are back-propagated (no hook), and the two layers' totals add up to the gradient."""
+    torch.manual_seed(2)
+
+    class Fork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.a, self.b = nn.Linear(5, 6), gradflow.LIF(surrogate="atan"), gradflow.CLIF(surrogate="atan")
+            self.out = nn.Linear(12, 2)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return self.out(torch.cat([self.a(h), self.b(h * 1.2)], -1))
+
+    model = Fork().double()
+    x = torch.randn(5, 4, 5, dtype=torch.float64) + 0.5
+    with gradflow.record(model, keep_tensors=True) as rec:
+        model(x).sum().backward()
+    w = rec.weights()
+    g = model.fc.weight.grad
+    rows = w[w.param == "fc.weight"]
+    assert len(rows) == 2
+    # the two layers' gradients add up to the parameter's (checked through the inner products)
+    gs = {r.layer: r for r in rows.itertuples()}
+    through = {}
+    for name, scale in (("a", 1.0), ("b", 1.2)):
+        kept = rec.tensors(name)
+        through[name] = torch.autograd.functional.vjp(
+            lambda W, scale=scale: torch.nn.functional.linear(x, W, model.fc.bias) * scale,
+            model.fc.weight.detach(), kept["delta"])[1]
+        assert gs[name].total_norm == pytest.approx(through[name].norm().item(), rel=1e-10)
+        assert gs[name].spatial_projection + gs[name].temporal_projection == pytest.approx(1.0, abs=1e-12)
+    torch.testing.assert_close(through["a"] + through["b"], g, rtol=1e-12, atol=1e-14)
