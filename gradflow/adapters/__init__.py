@@ -1,9 +1,12 @@
 """Adapters: swap other libraries' spiking neurons for gradflow neurons that compute the same thing.
 
-Each adapter module offers two functions: ``claims(module) -> bool`` (is this one of my library's
-neuron classes?) and ``convert_module(module) -> nn.Module`` (the gradflow neuron with the same
-forward and the same gradients). :func:`convert` walks a model and asks every adapter in
-:data:`ADAPTERS`; adding a library means one module here plus its tests.
+Each adapter module offers ``LIBRARY`` (its name in messages), ``SUPPORTED`` (the classes it converts),
+``claims(module) -> bool`` (is this one of my library's spiking neurons?) and
+``convert_module(module) -> nn.Module`` (the gradflow neuron with the same forward and the same
+gradients, or one :class:`~gradflow.UsageError` sentence naming the class and the option gradflow
+cannot reproduce). :func:`convert` walks a model and asks every adapter in :data:`ADAPTERS`, in order
+(the most specific first); adding a library means one module here plus its tests. Which classes and
+options each adapter covers: docs/reference.md, Adapters.
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from torch import nn
 
 from ..errors import UsageError
 from ..neurons import SpikingNeuron
-from . import spikingjelly
+from . import official_clif, spikingjelly
 
 __all__ = ["ADAPTERS", "convert", "find_adapter"]
 
 #: The adapters :func:`convert` consults, in order.
-ADAPTERS = (spikingjelly,)
+ADAPTERS = (official_clif, spikingjelly)
 
 
 def find_adapter(module: nn.Module):
@@ -48,8 +51,9 @@ def convert(model: nn.Module) -> nn.Module:
                 setattr(parent, child_name, adapter.convert_module(child))
                 count += 1
     if count == 0 and not any(isinstance(m, SpikingNeuron) for m in model.modules()):
+        known = "; ".join(f"{a.LIBRARY} {', '.join(a.SUPPORTED)}" for a in ADAPTERS)
         raise UsageError(
-            f"No spiking neuron gradflow can convert was found in {type(model).__name__} "
-            "(gradflow converts SpikingJelly LIFNode and ParametricLIFNode; see docs/reference.md, Adapters)."
+            f"No spiking neuron gradflow can convert was found in {type(model).__name__} (gradflow converts "
+            f"{known}; see docs/reference.md, Adapters)."
         )
     return model
