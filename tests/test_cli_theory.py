@@ -223,6 +223,12 @@ def test_no_litter_on_error(tmp_path, monkeypatch):
 def test_library_errors_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="greater than 1"):
         write_theory_report(tmp_path / "x", tau=1.0)
+    # library errors speak of arguments (the CLI maps them to flags), never of flags
+    for kw, names in ((dict(v_reset=0.1), ("v_reset",)), (dict(max_lag=9), ("max_lag",)),
+                      (dict(taus=[1.5, 0.5]), ("taus",)), (dict(neuron="clif", reset="hard"), ())):
+        with pytest.raises(UsageError) as info:
+            write_theory_report(tmp_path / "x", **kw)
+        assert info.value.arguments == names and "--" not in str(info.value)
     with pytest.raises(UsageError, match="--force"):
         write_theory_report(tmp_path, n=500)
     assert list(tmp_path.iterdir()) == []

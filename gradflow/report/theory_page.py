@@ -84,14 +84,16 @@ _M_VALUES = (0.0, 1.0, 3.0)          # CLIF memory values m[t-1] drawn in the ep
 
 # -------------------------------------------------------------------------------------------- tables
 
-def _check_tau(tau: float, name: str = "tau") -> float:
-    """``tau`` as a float greater than 1 (so that ``gamma = 1 - 1/tau > 0``), else :class:`TheoryError`."""
+def _check_tau(tau: float, name: str = "tau", arg: str = "tau") -> float:
+    """``tau`` as a float greater than 1 (so that ``gamma = 1 - 1/tau > 0``), else :class:`TheoryError`
+    (``name``: how the sentence calls it; ``arg``: the argument it names)."""
     try:
         t = float(tau)
     except (TypeError, ValueError):
-        raise TheoryError(f"{name} must be a number greater than 1, got {tau!r}.") from None
+        raise TheoryError(f"{name} must be a number greater than 1, got {tau!r}.", arguments=(arg,)) from None
     if not (math.isfinite(t) and t > 1):
-        raise TheoryError(f"{name} must be greater than 1 (gamma = 1 - 1/tau must be positive), got {fmt_num(t, 6)}.")
+        raise TheoryError(f"{name} must be greater than 1 (gamma = 1 - 1/tau must be positive), got {fmt_num(t, 6)}.",
+                          arguments=(arg,))
     return t
 
 
@@ -102,42 +104,46 @@ def _params(
     """Validate every option once; returns the resolved parameters (alpha filled in, taus sorted)."""
     tau = _check_tau(tau)
     given = DEFAULT_TAUS if taus is None else taus
-    tau_list = sorted({_check_tau(t, "every tau in taus") for t in given} | {tau})
+    tau_list = sorted({_check_tau(t, "every tau in taus", "taus") for t in given} | {tau})
     try:
         theta = float(v_threshold)
     except (TypeError, ValueError):
-        raise TheoryError(f"v_threshold must be a positive number, got {v_threshold!r}.") from None
+        raise TheoryError(f"v_threshold must be a positive number, got {v_threshold!r}.",
+                          arguments=("v_threshold",)) from None
     if not (math.isfinite(theta) and theta > 0):
-        raise TheoryError(f"v_threshold must be a positive number, got {v_threshold!r}.")
+        raise TheoryError(f"v_threshold must be a positive number, got {v_threshold!r}.", arguments=("v_threshold",))
     a = resolve_alpha(surrogate, alpha)
     neuron = str(neuron).lower()
     if neuron not in NEURON_CHOICES:
-        raise TheoryError(f"unknown neuron {neuron!r}; expected one of {', '.join(NEURON_CHOICES)}.")
+        raise TheoryError(f"Unknown neuron {neuron!r}; choose one of {', '.join(NEURON_CHOICES)}.")
     reset = str(reset).lower()
     if reset not in ("soft", "hard"):
-        raise TheoryError(f"unknown reset {reset!r}; expected soft or hard.")
+        raise TheoryError(f"Unknown reset {reset!r}; choose one of soft, hard.")
     if reset == "soft" and v_reset is not None:
-        raise TheoryError("v_reset applies to the hard reset only; pass reset='hard' (--reset hard) with it.")
+        raise TheoryError("v_reset is the value of the hard reset; give it together with reset='hard'.",
+                          arguments=("v_reset",))
     if reset == "hard":
         if neuron == "clif":
-            raise TheoryError("CLIF has a single reset rule (docs/reference.md, Neurons); the hard reset applies to LIF only "
-                              "(use --neuron lif or both).")
+            raise TheoryError("CLIF has its own reset rule (docs/reference.md, Neurons); the hard reset applies to "
+                              "LIF only (neuron 'lif' or 'both').")
         v_reset = 0.0 if v_reset is None else float(v_reset)
         if not math.isfinite(v_reset):
-            raise TheoryError(f"v_reset must be a finite number, got {v_reset!r}.")
+            raise TheoryError(f"v_reset must be a finite number, got {v_reset!r}.", arguments=("v_reset",))
     if int(T) != T or T < 2:
-        raise TheoryError(f"T must be an integer of at least 2, got {T!r}.")
+        raise TheoryError(f"T must be an integer of at least 2, got {T!r}.", arguments=("T",))
     T = int(T)
     if max_lag is not None:
         if int(max_lag) != max_lag or max_lag < 1:
-            raise TheoryError(f"max_lag must be a positive integer, got {max_lag!r}.")
+            raise TheoryError(f"max_lag must be a positive integer, got {max_lag!r}.", arguments=("max_lag",))
         max_lag = int(max_lag)
         if max_lag > T - 1:
-            raise TheoryError(f"max_lag must be at most T - 1 = {T - 1}, got {max_lag}; raise T (--T).")
+            raise TheoryError(f"max_lag must be at most T - 1 = {T - 1}, got {max_lag}; raise T.",
+                              arguments=("max_lag",))
     if not (math.isfinite(float(mean)) and math.isfinite(float(std)) and float(std) > 0):
-        raise TheoryError(f"the input current needs a finite mean and a positive std, got ({mean!r}, {std!r}).")
+        raise TheoryError(f"the input current needs a finite mean and a positive std, got ({mean!r}, {std!r}).",
+                          arguments=("mean", "std"))
     if int(n) != n or n < 100:
-        raise TheoryError(f"n (simulated neurons) must be an integer of at least 100, got {n!r}.")
+        raise TheoryError(f"n (simulated neurons) must be an integer of at least 100, got {n!r}.", arguments=("n",))
     return dict(tau=tau, taus=tau_list, v_threshold=theta, surrogate=surrogate, alpha=a, neuron=neuron,
                 neurons=["lif", "clif"] if neuron == "both" else [neuron], reset=reset,
                 v_reset=v_reset if reset == "hard" else None, detach_reset=bool(detach_reset),
