@@ -1,11 +1,12 @@
 """Lag predictions of gradflow.theory against direct measurements (docs §4-§7).
 
-The measurement here is written out from SPEC §2 without the recorder: for one LIF or CLIF
-layer driven by i.i.d. Gaussian currents with loss ``sum_t <e[t], s[t]>``,
+The measurement here is written out from docs/theory.md Eq. 17 without the recorder: for one LIF
+or CLIF layer driven by i.i.d. Gaussian currents with loss ``sum_t <e[t], s[t]>``,
 ``pair[t, t+k] = F[t, t+k] * P[t+k]`` with ``P = e * sg(u - theta)`` and the transport factor
-``F`` (whose closed form test_theory_factors.py checks against autograd), and
-``G_k = sqrt(mean_t ||pair[t, t+k]||^2)``. The recorder test at the end repeats the check on
-``gradflow.record`` and is skipped where the recorder is missing.
+``F`` (whose closed form test_theory_factors.py checks against autograd),
+``G_k = sqrt(mean_t ||pair[t, t+k]||^2)`` and
+``relative_k = sqrt(sum_t ||pair[t, t+k]||^2 / sum_t ||P[t+k]||^2)``. The recorder test at the end
+repeats the check on ``gradflow.record`` and is skipped where the recorder is missing.
 
 Agreement at tau = 3, currents N(0.3, 0.3^2), 10^5 neurons, T = 8: max over k = 1..3 of
 |predicted/measured - 1| (seed 0; ``pytest -s -k report`` prints it):
@@ -29,6 +30,7 @@ import pytest
 
 import gradflow
 import gradflow.theory as th
+from gradflow import stats
 
 T, N = 8, 100_000
 GRID = [(0.5, 0.5), (0.8, 1.0), (0.2, 0.8)]
@@ -46,17 +48,18 @@ def measure(neuron, mean, std, tau, surrogate="rectangle", *, n=N, seed=0, theta
         kw = dict(jac=th.clif_jacobian(tr.u, tr.m_prev, tau=tau, v_threshold=theta, surrogate=surrogate))
     else:
         kw = dict(eps=th.lif_eps(tr.u, tau=tau, v_threshold=theta, surrogate=surrogate))
-    Q = np.full((T, T), np.nan)
+    Q = np.zeros((T, T))
     for t in range(T):
         for k, F in th.pair_factors(t, T - 1, **kw):
             Q[t, k] = np.sum((F * P[t + k]) ** 2)
-    G = np.sqrt(np.nanmean(Q, axis=0))
+    G = stats.lag_norm_from_pair_sq(Q)
+    rel = stats.relative_from_pair_sq(Q)
     per_step = pd.DataFrame(dict(
         step=0, layer="sn", layer_index=0, neuron=neuron, t=np.arange(T), firing_rate=tr.s.mean(1),
         window_fraction=(d != 0).mean(1), grad_total_norm=np.nan, grad_spatial_norm=np.sqrt((P**2).sum(1)),
         grad_temporal_norm=np.nan, temporal_zero_fraction=np.nan, nonfinite=0))
-    lags = pd.DataFrame(dict(step=0, layer="sn", layer_index=0, lag=np.arange(T), norm=G, relative=G / G[0]))
-    return G / G[0], per_step, lags
+    lags = pd.DataFrame(dict(step=0, layer="sn", layer_index=0, lag=np.arange(T), norm=G, relative=rel))
+    return rel, per_step, lags
 
 
 def max_err(pred, meas, kmax=3):
@@ -127,14 +130,14 @@ def test_predict_lags_hand_computed():
                     dict(t=2, window_fraction=0.6, grad_spatial_norm=3.0)])
     out = th.predict_lags(ps, neuron="lif", tau=2.0)
     assert list(out.columns[:4]) == ["layer", "layer_index", "lag", "predicted_relative"]
-    G0 = 14 / 3  # (1 + 4 + 9) / 3
-    want = [1.0, math.sqrt((4 * 0.2 + 9 * 0.15) / 2 / G0), math.sqrt(9 * 0.2 * 0.15 / G0)]
+    # relative_k^2 = sum_t sp[t+k] C[t, k] / sum_t sp[t+k]: lag 1 has sources 1, 2 (4 + 9), lag 2 source 2
+    want = [1.0, math.sqrt((4 * 0.2 + 9 * 0.15) / 13), math.sqrt(9 * 0.2 * 0.15 / 9)]
     np.testing.assert_allclose(out["predicted_relative"], want, rtol=1e-12)
     assert out["lag"].tolist() == [0, 1, 2]
     assert th.predict_lags(ps, tau=2.0, max_lag=1)["lag"].tolist() == [0, 1]
-    # detached soft reset: eps = gamma everywhere
+    # detached soft reset: eps = gamma everywhere, so relative_k = gamma^k whatever the norms
     det = th.predict_lags(ps, tau=2.0, detach_reset=True)["predicted_relative"]
-    np.testing.assert_allclose(det, [1.0, math.sqrt((4 + 9) / 2 / 4 / G0), math.sqrt(9 / 16 / G0)], rtol=1e-12)
+    np.testing.assert_allclose(det, [1.0, 0.5, 0.25], rtol=1e-12)
 
 
 def test_predict_lags_averages_steps_and_handles_layers():
@@ -146,10 +149,10 @@ def test_predict_lags_averages_steps_and_handles_layers():
                                  grad_spatial_norm=scale * (t + 1)))
     ps = _per_step(rows)
     out = th.predict_lags(ps, tau={"a": 2.0, "b": 4.0})
-    sp2 = np.array([1 + 9, 4 + 36]) / 2  # mean over steps of the squared norms
     for layer, g2 in (("a", 0.25), ("b", 0.5625)):
         rel = out[out.layer == layer]["predicted_relative"].to_numpy()
-        np.testing.assert_allclose(rel, [1.0, math.sqrt(sp2[1] * g2 * 0.7 / sp2.mean())], rtol=1e-12)
+        # one source step with a step back (t = 1): relative_1^2 = E[eps[0]^2] = g2 (1 - 0.3)
+        np.testing.assert_allclose(rel, [1.0, math.sqrt(g2 * 0.7)], rtol=1e-12)
     assert out["layer_index"].tolist() == [0, 0, 1, 1]
     with pytest.raises(th.TheoryError):
         th.predict_lags(ps.drop(columns="window_fraction"), tau=2.0)
@@ -162,7 +165,7 @@ def test_predict_lags_reads_tau_and_eps_rms_columns():
     ps = _per_step([dict(t=0, window_fraction=1.0, grad_spatial_norm=1.0, eps_rms=0.3, tau=4.0),
                     dict(t=1, window_fraction=1.0, grad_spatial_norm=1.0, eps_rms=0.0, tau=4.0)])
     out = th.predict_lags(ps, surrogate="sigmoid")
-    np.testing.assert_allclose(out["predicted_relative"], [1.0, 0.3 / math.sqrt(1.0)], rtol=1e-12)
+    np.testing.assert_allclose(out["predicted_relative"], [1.0, 0.3], rtol=1e-12)
     assert out["current_mean"].isna().all()  # no input model was needed
     with pytest.raises(th.TheoryError):
         th.predict_lags(ps.drop(columns="tau"))
@@ -181,15 +184,18 @@ def test_rates_half_life_horizon_on_geometric_profile():
     k = np.arange(8)
     prof = r**k
     assert th.decay_rate(k, prof) == pytest.approx(r, rel=1e-12)
-    assert th.half_life(r) == pytest.approx(math.log(0.5) / math.log(r))
-    assert th.horizon(r) == pytest.approx(math.log(0.01) / math.log(r))
-    assert th.crossing_lag(k, prof, 0.5) == pytest.approx(th.half_life(r), rel=1e-12)
-    assert th.crossing_lag(k, prof, 0.01) != th.crossing_lag(k, prof, 0.01)  # not reached: NaN
+    assert th.decay_rate(k, prof) == stats.decay_rate(prof, k)  # one definition
+    assert th.rate_half_life(r) == pytest.approx(math.log(0.5) / math.log(r))
+    assert th.rate_horizon(r) == pytest.approx(math.log(0.01) / math.log(r))
+    # the profile's half-life (stats.half_life) equals the rate's for a geometric profile
+    assert stats.half_life(prof, k) == pytest.approx(th.rate_half_life(r), rel=1e-12)
+    assert th.half_life is th.rate_half_life and th.horizon is th.rate_horizon  # old names, kept
+    assert not hasattr(th, "crossing_lag")
     # zeros and NaN are skipped by the fit
     noisy = prof.copy()
     noisy[5], noisy[6] = 0.0, np.nan
     assert th.decay_rate(k, noisy) == pytest.approx(r, rel=1e-12)
-    assert th.half_life(1.0) == math.inf and th.half_life(0.0) == 0.0
+    assert th.rate_half_life(1.0) == math.inf and th.rate_half_life(0.0) == 0.0
     assert math.isnan(th.decay_rate([0, 1], [1.0, 0.0]))
 
 
@@ -238,7 +244,7 @@ def test_clif_and_smooth_surrogates_simulation_model():
 def test_transport_factor_models_agree_where_they_must():
     tr = th.simulate_currents(0.5, 0.5, T=5, n=2000)
     # detached soft reset: eps = gamma for every neuron, so every model gives gamma^(2k)
-    for model in th.MODELS:
+    for model in ("independent", "markov", "simulation"):
         C = th.transport_factors(tr, model=model, neuron="lif", tau=2.0, detach_reset=True)
         np.testing.assert_allclose(C[0], 0.25 ** np.arange(5), rtol=1e-12)
         assert np.isnan(C[4, 1:]).all()
@@ -254,7 +260,7 @@ def test_theory_table_columns_errors_and_rates():
     meas, per_step, lags = measure("lif", 0.5, 0.5, 2.0, n=20_000)
     lags2 = pd.concat([lags, lags.assign(step=1)])
     per2 = pd.concat([per_step, per_step.assign(step=1)])
-    tab = th.theory_table(lags2, per2, tau=2.0, extra_models=("markov",))
+    tab = th.theory_table(lags2, per2, tau=2.0, model="independent", extra_models=("markov",))
     assert list(tab.columns) == list(th.THEORY_COLUMNS) + ["predicted_relative_markov"]
     assert len(tab) == T
     np.testing.assert_allclose(tab["measured_relative"], meas, rtol=1e-12)
@@ -263,7 +269,10 @@ def test_theory_table_columns_errors_and_rates():
     assert tab["fitted_decay_rate"].nunique() == 1
     r = tab["fitted_decay_rate"].iloc[0]
     assert r == pytest.approx(th.decay_rate(np.arange(T), meas))
-    assert tab["measured_half_life"].iloc[0] == pytest.approx(th.half_life(r))
+    assert tab["measured_half_life"].iloc[0] == pytest.approx(stats.half_life(meas))
+    assert tab["measured_horizon"].iloc[0] == pytest.approx(th.rate_horizon(r))
+    with pytest.raises(th.TheoryError):  # the default window model needs transport inputs
+        th.theory_table(lags2, per2, tau=2.0)
 
 
 def test_theory_table_survives_zero_and_nan_norms():
@@ -271,14 +280,19 @@ def test_theory_table_survives_zero_and_nan_norms():
     lags = lags.copy()
     lags.loc[lags.lag == 6, "norm"] = 0.0
     lags.loc[lags.lag == 7, "norm"] = np.nan
-    tab = th.theory_table(lags, per_step, tau=2.0, extra_models=())
+    tab = th.theory_table(lags, per_step, tau=2.0, model="independent", extra_models=())
     row6, row7 = tab[tab.lag == 6].iloc[0], tab[tab.lag == 7].iloc[0]
     assert row6["measured_relative"] == 0.0 and np.isnan(row6["relative_error"])
     assert np.isnan(row7["measured_relative"]) and np.isnan(row7["relative_error"])
     assert np.isfinite(tab["fitted_decay_rate"].iloc[0])
+    # a silent layer (no spatial gradient anywhere): nothing is defined, nothing raises
     silent = lags.assign(norm=0.0)
-    tab = th.theory_table(silent, per_step, tau=2.0, extra_models=())
+    tab = th.theory_table(silent, per_step.assign(grad_spatial_norm=0.0), tau=2.0, model="independent",
+                          extra_models=())
     assert tab["measured_relative"].isna().all() and tab["relative_error"].isna().all()
+    # spatial gradient present but nothing travels back: relative_0 = 1, every other lag 0
+    tab = th.theory_table(silent, per_step, tau=2.0, model="independent", extra_models=())
+    assert tab["measured_relative"].tolist() == [1.0] + [0.0] * (T - 1)
 
 
 # ------------------------------------------------------------------ curves for the CLI
@@ -326,6 +340,7 @@ def test_recorder_relative_matches_plug_in_prediction(mean, std, tau):
     lif = gradflow.LIF(tau=tau, surrogate="rectangle")
     with gradflow.record(lif, pairs=True, weights=False, max_lag=3) as rec:
         (lif(x) * e).sum().backward()
-    tab = th.theory_table(rec.lags(), rec.per_step(), neuron="lif", tau=tau, extra_models=(), max_lag=3)
+    tab = th.theory_table(rec.lags(), rec.per_step(), neuron="lif", tau=tau, model="independent",
+                          extra_models=(), max_lag=3)
     assert tab["lag"].tolist() == [0, 1, 2, 3]
     assert tab["relative_error"].iloc[1:4].abs().max() < 0.15

@@ -76,13 +76,17 @@ def clif_torch_step(u, m_prev, x_next, *, tau, theta, name, alpha, detach):
 
 
 def torch_run(x, *, neuron, tau, theta, name, alpha, v_reset=None, detach=False):
-    """Full T-step forward in torch; returns spikes and the list of u[t] (grads retained)."""
+    """Full T-step forward in torch; returns spikes and the list of u[t] (grads retained).
+
+    A hard reset leaks toward ``v_reset`` and starts there (docs/reference.md, Neurons).
+    """
     T = x.shape[0]
-    v = torch.zeros_like(x[0])
+    vr = 0.0 if v_reset is None else v_reset
+    v = torch.full_like(x[0], vr)
     m = torch.zeros_like(x[0])
     us, ss = [], []
     for t in range(T):
-        u = (1 - 1 / tau) * v + x[t]
+        u = v - (v - vr) / tau + x[t]
         u.retain_grad()
         s = Spike.apply(u - theta, name, alpha)
         sr = s.detach() if detach else s
@@ -210,6 +214,8 @@ def test_clif_near_threshold_factor_flips_sign_where_lif_cuts():
     u = rng.uniform(theta - 0.5, theta - 1e-9, 500)
     m = m_prev / (1 + np.exp(-u / tau))
     jac = th.clif_jacobian(u, m_prev, tau=tau)
+    np.testing.assert_array_equal(jac.xi, jac.uu)  # the paper's names (Eqs. 22, 23)
+    np.testing.assert_array_equal(jac.psi, jac.mu)
     lead = th.clif_near_threshold_factor(m, tau=tau)
     np.testing.assert_allclose(jac.uu, lead, rtol=0, atol=1e-14)
     np.testing.assert_allclose(lead, -g / (1 + np.exp(-m)), rtol=0, atol=1e-14)  # -gamma sigmoid(m)
@@ -225,11 +231,75 @@ def test_clif_near_threshold_factor_flips_sign_where_lif_cuts():
     assert float(th.clif_near_threshold_factor(0.0, tau=tau, alpha=2.0)) == pytest.approx(g * (1 - 1.5 / 2))
 
 
+def test_psi_is_dm_du_and_xi_is_du_next_du():
+    """The paper's names: psi = dm[t]/du[t] (Eq. 23), xi = du[t+1]/du[t] at fixed m[t-1] (Eq. 22)."""
+    tau, theta = 2.0, 1.0
+    u_np = _states(200, theta, seed=21)
+    m_np = np.random.default_rng(22).uniform(0.0, 3.0, u_np.shape)
+    u = torch.tensor(u_np, requires_grad=True)
+    nxt, m = clif_torch_step(u, torch.tensor(m_np), torch.zeros_like(u), tau=tau, theta=theta,
+                             name="sigmoid", alpha=4.0, detach=False)
+    (dm_du,) = torch.autograd.grad(m.sum(), u, retain_graph=True)
+    (du_du,) = torch.autograd.grad(nxt.sum(), u)
+    jac = th.clif_jacobian(u_np, m_np, tau=tau, surrogate="sigmoid")
+    np.testing.assert_allclose(jac.psi, dm_du.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(jac.xi, du_du.numpy(), rtol=0, atol=1e-12)
+    # the reset factor is xi / gamma for CLIF and eps / gamma for LIF
+    np.testing.assert_allclose(th.reset_factor(u_np, m_np, neuron="clif", tau=tau, surrogate="sigmoid"),
+                               jac.xi / 0.5, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(th.reset_factor(u_np, tau=tau), th.lif_eps(u_np, tau=tau) / 0.5, atol=1e-15)
+    with pytest.raises(th.TheoryError):
+        th.reset_factor(u_np, neuron="clif")
+
+
+@pytest.mark.parametrize("name", SURS)
+def test_clif_exceeds_lif_condition_matches_the_factors(name):
+    """Eq. 7b: |xi_CLIF| > |eps_LIF| exactly where D > 2 f_LIF, checked on the closed-form factors."""
+    tau, theta = 2.0, 1.0
+    rng = np.random.default_rng(31)
+    u = rng.uniform(theta - 1.2, theta + 1.2, 20_000)
+    m_prev = rng.uniform(0.0, 4.0, u.shape)
+    for alpha in (0.5, 1.0, 1.3, 2.0, 4.0, 8.0):
+        if name in ("sigmoid", "atan") and alpha < 1.0:
+            continue
+        clif = np.abs(th.clif_jacobian(u, m_prev, tau=tau, surrogate=name, alpha=alpha).xi)
+        lif = np.abs(th.lif_eps(u, tau=tau, surrogate=name, alpha=alpha))
+        pred = th.clif_exceeds_lif(u, m_prev, tau=tau, surrogate=name, alpha=alpha)
+        clear = np.abs(clif - lif) > 1e-12  # ties (outside a compact window both are gamma) excluded
+        np.testing.assert_array_equal(pred[clear], (clif > lif)[clear])
+        assert not pred[~clear].any()
+
+
+def test_clif_window_alpha_is_the_rectangle_threshold():
+    """Eq. 7c-7d: with the rectangle surrogate, CLIF's in-window factor is the larger iff alpha < alpha*."""
+    tau, theta = 2.0, 1.0
+    rng = np.random.default_rng(41)
+    m_prev = rng.uniform(0.0, 5.0, 4000)
+    x = rng.uniform(-0.5, 0.5, 4000)  # u - theta as a fraction of alpha: inside the window for every alpha
+    seen = {True: 0, False: 0}
+    for alpha in np.linspace(0.3, 2.5, 23):
+        u = theta + x * alpha
+        bound = th.clif_window_alpha(u, m_prev, tau=tau, v_threshold=theta)
+        clif = np.abs(th.clif_jacobian(u, m_prev, tau=tau, alpha=alpha).xi)
+        lif = np.abs(th.lif_eps(u, tau=tau, alpha=alpha))
+        clear = np.abs(alpha - bound) > 1e-9
+        np.testing.assert_array_equal((clif > lif)[clear], (alpha < bound)[clear])
+        for v in (True, False):
+            seen[v] += int(np.sum((alpha < bound)[clear] == v))
+    assert min(seen.values()) > 1000  # both regimes exercised
+    # the paper's alpha = theta: CLIF's factor is the larger everywhere in the window; alpha >= theta + 1/2
+    # never below threshold; sigma(m) >= 1/2 makes theta + 1/4 a uniform bound
+    u = theta + x * theta
+    assert np.all(th.clif_window_alpha(u, m_prev, tau=tau) > theta + 0.25 - 1e-12)
+    below = x < 0
+    assert np.all(th.clif_window_alpha(u[below], m_prev[below], tau=tau) < theta + 0.5)
+
+
 # ------------------------------------------------------------------ whole trajectories
 
 
 CASES = [(n, s, d, vr) for n in ("lif", "clif") for s in SURS for d in (False, True)
-         for vr in ((None, 0.0) if n == "lif" else (None,))]
+         for vr in ((None, 0.0, -0.3) if n == "lif" else (None,))]
 
 
 @pytest.mark.parametrize("neuron,name,detach,v_reset", CASES)
@@ -330,7 +400,10 @@ def test_theory_package_loads_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
-@pytest.mark.parametrize("mod", ["surrogates", "factors", "gaussian", "decay", "compare", "curves", "__init__"])
+MODULES = ["surrogates", "factors", "inwindow", "gaussian", "decay", "compare", "curves", "transport", "window"]
+
+
+@pytest.mark.parametrize("mod", MODULES + ["__init__"])
 def test_docstring_examples_run(mod):
     name = "gradflow.theory" if mod == "__init__" else f"gradflow.theory.{mod}"
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
@@ -339,7 +412,7 @@ def test_docstring_examples_run(mod):
 
 def test_public_api_lists_every_module_export():
     names = set()
-    for mod in ("surrogates", "factors", "gaussian", "decay", "compare", "curves"):
+    for mod in MODULES:
         names |= set(importlib.import_module(f"gradflow.theory.{mod}").__all__)
     assert names <= set(th.__all__)
     assert all(hasattr(th, n) for n in th.__all__)

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .decay import _Neuron, decay_rate, half_life, horizon, predict_relative, simulate_currents, transport_factors
-from .factors import clif_jacobian, lif_eps
+from .. import stats
+from .decay import decay_rate, predict_relative, rate_horizon, simulate_currents, transport_factors
+from .factors import NeuronConfig, clif_jacobian, lif_eps
 from .surrogates import SURROGATES, resolve_alpha
 
 __all__ = ["eps_curves", "half_life_table", "lag_curves"]
@@ -68,11 +69,11 @@ def lag_curves(
 
     The spatial norms are those of a unit-variance readout, ``||P[t]||^2 = n E[sg(u[t]-theta)^2]``
     (the scale cancels in the relative), and the transport factors come from Eq. 18-21 on one
-    simulation per tau. Returns ``tau, model, lag, predicted_relative``.
+    simulation per tau. (The ``window`` model needs a recorded layer; it is not drawn here.) Returns ``tau, model, lag, predicted_relative``.
     """
     rows = []
     for tau in taus:
-        cfg = _Neuron(neuron, float(tau), v_threshold, surrogate, alpha, v_reset, detach_reset, decay_input)
+        cfg = NeuronConfig(neuron, float(tau), v_threshold, surrogate, alpha, v_reset, detach_reset, decay_input)
         trace = simulate_currents(mean, std, T=T, n=n, neuron=cfg.neuron, tau=cfg.tau, v_threshold=v_threshold,
                                   v_reset=v_reset, decay_input=decay_input, seed=seed)
         sp2 = (cfg.sg(trace.u) ** 2).sum(axis=1)
@@ -97,7 +98,10 @@ def half_life_table(
 ) -> pd.DataFrame:
     """The tau x surrogate map: decay rate, half-life and 1% horizon of the predicted profile.
 
-    For every pair, :func:`lag_curves` with one model (default alphas), then Eq. 22-23.
+    For every pair, :func:`lag_curves` with one model (default alphas); then the decay rate (Eq. 22),
+    the half-life of the profile (:func:`gradflow.stats.half_life`, the log-linear crossing of 1/2,
+    Eq. 24; ``inf`` if the profile stays above 1/2 up to lag ``T - 1``) and the 1% horizon of the
+    rate (Eq. 23).
     kw: further options of :func:`lag_curves` (``v_threshold``, ``v_reset``, ``detach_reset``,
     ``n``, ``seed``...). Returns ``tau, surrogate, alpha, decay_rate, half_life, horizon``.
     """
@@ -106,6 +110,8 @@ def half_life_table(
         curves = lag_curves(taus, neuron=neuron, mean=mean, std=std, T=T, surrogate=sur,
                             models=(model,), **kw)
         for tau, d in curves.groupby("tau", sort=True):
+            d = d.sort_values("lag")
             r = decay_rate(d["lag"], d["predicted_relative"])
-            rows.append((float(tau), sur, resolve_alpha(sur, kw.get("alpha")), r, half_life(r), horizon(r)))
+            hl = stats.half_life(d["predicted_relative"].to_numpy(float), d["lag"].to_numpy(float))
+            rows.append((float(tau), sur, resolve_alpha(sur, kw.get("alpha")), r, hl, rate_horizon(r)))
     return pd.DataFrame(rows, columns=["tau", "surrogate", "alpha", "decay_rate", "half_life", "horizon"])

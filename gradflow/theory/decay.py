@@ -1,16 +1,19 @@
-"""Predicted decay of the temporal gradient with the lag k (docs §4-§6).
+"""Comparison models of the temporal gradient's decay with the lag k (docs §4, §7-§8).
 
-The measured quantity (SPEC §2) is, for one layer,
+The measured quantity (docs Eq. 17) is, for one layer,
 
-    G_k^2 = mean_{t=0}^{T-1-k} E||pair[t, t+k]||^2,   pair[t, t+k] = F[t, t+k] * P[t+k],
+    relative_k^2 = sum_{t=0}^{T-1-k} ||pair[t, t+k]||^2 / sum_{t=0}^{T-1-k} ||P[t+k]||^2,
 
-with the transport factor ``F`` of :func:`gradflow.theory.factors.pair_factors`. Every predictor
-here writes it as (docs Eq. 17)
+with ``pair[t, t+k] = F[t, t+k] * P[t+k]`` and the transport factor ``F`` of
+:func:`gradflow.theory.factors.pair_factors`. The models here write it as
 
-    G_k^2 ~= mean_t ||P[t+k]||^2 * C[t, k],    C[t, k] = E_w[F[t, t+k]^2],
+    relative_k^2 ~= sum_t ||P[t+k]||^2 C[t, k] / sum_t ||P[t+k]||^2,    C[t, k] = E_w[F[t, t+k]^2],
 
 plugging in the recorded spatial norms ``||P[t+k]||`` and taking the expectation ``E_w`` weighted
-by where the spatial gradient lives (``sg(u[t+k] - theta)^2``). The models differ only in ``C``:
+by where the spatial gradient lives (``sg(u[t+k] - theta)^2``). They differ only in ``C``, and
+none of them sees which neurons carry the gradient; the default ``window`` model
+(:mod:`gradflow.theory.window`) does, one step back, and is the one that explains trained
+networks. The models here stay for comparison:
 
 * ``independent`` -- factors of different steps independent of each other and of ``P``:
   ``C[t, k] = prod_{j=t}^{t+k-1} E[eps[j]^2]`` (Eq. 18). For the rectangle surrogate with soft
@@ -28,7 +31,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -36,81 +38,48 @@ import pandas as pd
 from scipy import optimize
 from scipy.stats import norm
 
-from .factors import NeuronTrace, _check_neuron, clif_jacobian, gamma_of, lif_eps, simulate_neuron
+from .. import stats
+from .factors import MembraneTrajectory, NeuronConfig, simulate_neuron
 from .gaussian import fit_gaussian_membrane
-from .surrogates import TheoryError, resolve_alpha, sg, sg_support
+from .surrogates import TheoryError, sg_support
 
 __all__ = [
     "MODELS",
     "CurrentModel",
-    "crossing_lag",
     "decay_rate",
     "fit_current_model",
     "half_life",
     "horizon",
     "predict_lags",
     "predict_relative",
+    "rate_half_life",
+    "rate_horizon",
     "simulate_currents",
     "transport_factors",
 ]
 
-#: Names of the lag models, see the module docstring.
-MODELS = ("independent", "markov", "simulation")
+#: Names of the lag models: the default ``window`` (docs §6), then the comparison models here.
+MODELS = ("window", "independent", "markov", "simulation")
+
+#: The models :func:`predict_lags` computes from the ``per_step`` table alone.
+TABLE_MODELS = MODELS[1:]
 
 PER_STEP_COLUMNS = ("layer", "layer_index", "t", "firing_rate", "window_fraction", "grad_spatial_norm")
 
 
-@dataclass(frozen=True)
-class _Neuron:
-    """Every gradient-changing option of one neuron layer, validated once."""
-
-    neuron: str
-    tau: float
-    v_threshold: float = 1.0
-    surrogate: str = "rectangle"
-    alpha: float | None = None
-    v_reset: float | None = None
-    detach_reset: bool = False
-    decay_input: bool = False
-
-    def __post_init__(self):
-        object.__setattr__(self, "neuron", _check_neuron(self.neuron))
-        object.__setattr__(self, "alpha", resolve_alpha(self.surrogate, self.alpha))
-        gamma_of(self.tau)
-        if self.neuron == "clif" and self.v_reset is not None:
-            raise TheoryError("CLIF has a single reset rule (SPEC §1); v_reset must be None")
-
-    @property
-    def gamma(self) -> float:
-        return gamma_of(self.tau)
-
-    def sg(self, u):
-        """``sg(u - theta)``."""
-        return sg(u - self.v_threshold, self.surrogate, self.alpha)
-
-    def eps(self, u):
-        """LIF factor, :func:`lif_eps` with these options."""
-        return lif_eps(u, tau=self.tau, v_threshold=self.v_threshold, surrogate=self.surrogate,
-                       alpha=self.alpha, v_reset=self.v_reset, detach_reset=self.detach_reset)
-
-    def jac(self, u, m_prev):
-        """CLIF Jacobian, :func:`clif_jacobian` with these options."""
-        return clif_jacobian(u, m_prev, tau=self.tau, v_threshold=self.v_threshold,
-                             surrogate=self.surrogate, alpha=self.alpha, detach_reset=self.detach_reset)
-
-    def table_q(self, firing_rate, window_fraction):
-        """``E[eps^2]`` per step from the table alone, or None where it needs a model (Eq. 12-13)."""
-        if self.neuron == "clif":
-            return None
-        g2 = self.gamma**2
-        if self.detach_reset and self.v_reset is None:
-            return np.full(np.shape(firing_rate), g2)
-        if self.detach_reset:
-            return g2 * (1.0 - np.asarray(firing_rate, float))
-        if self.v_reset is None and self.surrogate == "rectangle":
-            r = self.v_threshold / self.alpha
-            return g2 * (1.0 - np.asarray(window_fraction, float) * (2 * r - r * r))
+def _table_q(cfg: NeuronConfig, firing_rate, window_fraction):
+    """``E[eps^2]`` per step from the table alone, or None where it needs a model (Eq. 12-13)."""
+    if cfg.neuron == "clif":
         return None
+    g2 = cfg.gamma**2
+    if cfg.detach_reset and cfg.v_reset is None:
+        return np.full(np.shape(firing_rate), g2)
+    if cfg.detach_reset:
+        return g2 * (1.0 - np.asarray(firing_rate, float))
+    if cfg.v_reset is None and cfg.surrogate == "rectangle":
+        r = cfg.v_threshold / cfg.alpha
+        return g2 * (1.0 - np.asarray(window_fraction, float) * (2 * r - r * r))
+    return None
 
 
 class CurrentModel(NamedTuple):
@@ -137,7 +106,7 @@ def simulate_currents(
     v_reset: float | None = None,
     decay_input: bool = False,
     seed: int = 0,
-) -> NeuronTrace:
+) -> MembraneTrajectory:
     """Simulate ``n`` independent neurons for ``T`` steps on currents ``x ~ N(mean, std^2)``.
 
     Wrapper of :func:`gradflow.theory.factors.simulate_neuron` with a seeded generator.
@@ -147,7 +116,7 @@ def simulate_currents(
                            decay_input=decay_input)
 
 
-def _trace_stats(trace: NeuronTrace, cfg: _Neuron):
+def _trace_stats(trace: MembraneTrajectory, cfg: NeuronConfig):
     """Per-step firing rate and window fraction of a simulated trace."""
     return trace.s.mean(axis=1), (cfg.sg(trace.u) != 0).mean(axis=1)
 
@@ -172,14 +141,14 @@ def fit_current_model(
     the simulated firing rate and, when the surrogate has compact support (rectangle, triangle),
     the window fraction; the simulation uses common random numbers so the objective is a fixed
     function of ``(mean, log std)``, minimised by Nelder-Mead. Start: at t = 0 the neuron starts
-    from rest, so ``u[0]`` is exactly Gaussian and Eq. 16 inverts ``(f[0], w[0])`` in closed form;
+    from rest (``v_reset`` for a hard reset), so ``u[0]`` is exactly Gaussian and Eq. 16 inverts ``(f[0], w[0])`` in closed form;
     where that is impossible, a grid over ``std`` with the mean that reproduces ``f[0]`` (smooth
     surrogates), or a coarse 2-D grid (``f[0]`` of 0 or 1).
 
     For the smooth surrogates the window fraction is 1 and only the firing-rate transient over t
     identifies ``std``: the fit is weaker there (docs §6).
     """
-    cfg = _Neuron(neuron, tau, v_threshold, surrogate, alpha, v_reset, False, decay_input)
+    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, False, decay_input)
     fr = np.asarray(firing_rate, float)
     T = fr.shape[0]
     informative = window_fraction is not None and math.isfinite(sg_support(surrogate, cfg.alpha))
@@ -200,14 +169,15 @@ def fit_current_model(
         try:
             m0, s0 = fit_gaussian_membrane(fr[0], wf[0], v_threshold=v_threshold,
                                            surrogate=surrogate, alpha=cfg.alpha)
-            # u[0] = x[0], or (x[0] + v_reset0)/tau with decay_input
+            # the state starts at v_reset0: u[0] = v_reset0 + x[0], or v_reset0 + x[0]/tau with decay_input
             vr0 = 0.0 if v_reset is None else float(v_reset)
-            start = (tau * m0 - vr0, math.log(tau * s0)) if decay_input else (m0, math.log(s0))
+            start = (tau * (m0 - vr0), math.log(tau * s0)) if decay_input else (m0 - vr0, math.log(s0))
         except TheoryError:
             start = None
     if start is None:
         # threshold of x[0] at which u[0] = theta: x = theta (or tau*theta - v_reset0)
-        x_theta = tau * v_threshold - (v_reset or 0.0) if decay_input else v_threshold
+        vr0 = 0.0 if v_reset is None else float(v_reset)
+        x_theta = tau * (v_threshold - vr0) if decay_input else v_threshold - vr0
         if 0 < fr[0] < 1:  # f[0] = P(x[0] >= x_theta) pins the mean given the std
             zq = float(norm.isf(fr[0]))
             grid = [(x_theta - zq * sd, math.log(sd)) for sd in np.geomspace(0.02, 10.0, 40)]
@@ -221,7 +191,7 @@ def fit_current_model(
     return CurrentModel(mean=float(best[0]), std=float(math.exp(best[1])), rmse=math.sqrt(misfit(best)))
 
 
-def transport_factors(trace: NeuronTrace, *, model: str = "simulation", **neuron_kw) -> np.ndarray:
+def transport_factors(trace: MembraneTrajectory, *, model: str = "simulation", **neuron_kw) -> np.ndarray:
     """Expected squared transport factors ``C[t, k]`` over a simulated trace (docs Eq. 18-21).
 
     Returns ``C`` of shape ``[T, T]``, ``C[t, k]`` for ``t + k <= T-1`` and NaN elsewhere, with
@@ -237,9 +207,9 @@ def transport_factors(trace: NeuronTrace, *, model: str = "simulation", **neuron
     trace: from :func:`simulate_currents`; neuron_kw: ``neuron``, ``tau``, ``v_threshold``,
     ``surrogate``, ``alpha``, ``v_reset``, ``detach_reset``.
     """
-    cfg = _Neuron(**neuron_kw)
-    if model not in MODELS:
-        raise TheoryError(f"unknown model {model!r}; expected one of {MODELS}")
+    cfg = NeuronConfig(**neuron_kw)
+    if model not in TABLE_MODELS:
+        raise TheoryError(f"unknown model {model!r}; expected one of {TABLE_MODELS}")
     u = trace.u
     T = u.shape[0]
     C = np.full((T, T), np.nan)
@@ -280,7 +250,7 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
 
-def _markov_factors(cfg: _Neuron, u: np.ndarray, C: np.ndarray) -> np.ndarray:
+def _markov_factors(cfg: NeuronConfig, u: np.ndarray, C: np.ndarray) -> np.ndarray:
     """Two-state chain over window membership (docs Eq. 19); see :func:`transport_factors`."""
     if cfg.neuron != "lif" or cfg.surrogate != "rectangle" or cfg.v_reset is not None:
         raise TheoryError("the markov model needs LIF with the rectangle surrogate and soft reset")
@@ -307,12 +277,16 @@ def _markov_factors(cfg: _Neuron, u: np.ndarray, C: np.ndarray) -> np.ndarray:
 def predict_relative(spatial_sq, C, max_lag: int | None = None) -> np.ndarray:
     """Predicted ``relative_k`` from spatial norms and transport factors (docs Eq. 17).
 
-        G_k^2 = mean_{t=0}^{T-1-k} spatial_sq[t+k] * C[t, k],   relative_k = G_k / G_0
+        relative_k^2 = sum_{t=0}^{T-1-k} spatial_sq[t+k] C[t, k] / sum_{t=0}^{T-1-k} spatial_sq[t+k]
 
-    spatial_sq: ``[T]`` squared spatial norms ``||P[t]||^2``; C: ``[T, T]``, or ``[T]`` of
-    per-step ``E[eps^2]`` (then ``C[t,k] = prod_{j=t}^{t+k-1} q[j]``). A step with zero spatial
-    norm contributes 0 whatever C says. Returns ``[max_lag + 1]`` (default ``T - 1``); NaN when
-    ``G_0 = 0``.
+    the definition of the measured ``relative_k`` (docs Eq. 17) with ``||pair[t, t+k]||^2``
+    replaced by ``spatial_sq[t+k] C[t, k]``. spatial_sq: ``[T]`` squared spatial norms
+    ``||P[t]||^2``; C: ``[T, T]``, or ``[T]`` of per-step ``E[eps^2]`` (then
+    ``C[t,k] = prod_{j=t}^{t+k-1} q[j]``). A step with zero spatial norm adds nothing to either
+    sum. Returns ``[max_lag + 1]`` (default ``T - 1``); NaN at lags without a source.
+
+    >>> predict_relative([0.0, 0.0, 4.0], [0.25, 0.25, 0.0]).tolist()   # one source, eps^2 = 1/4
+    [1.0, 0.5, 0.25]
     """
     sp = np.asarray(spatial_sq, float)
     T = sp.shape[0]
@@ -323,12 +297,13 @@ def predict_relative(spatial_sq, C, max_lag: int | None = None) -> np.ndarray:
         for t in range(T):
             C[t, : T - t] = np.concatenate([[1.0], np.cumprod(q[t:T - 1])])
     K = T - 1 if max_lag is None else min(int(max_lag), T - 1)
-    G2 = np.empty(K + 1)
+    rel = np.full(K + 1, np.nan)
     for k in range(K + 1):
-        terms = np.where(sp[k:] == 0, 0.0, sp[k:] * C[: T - k, k])
-        G2[k] = terms.mean()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(G2 / G2[0]) if G2[0] > 0 else np.full(K + 1, np.nan)
+        den = sp[k:].sum()
+        if den > 0:
+            num = np.where(sp[k:] == 0, 0.0, sp[k:] * C[: T - k, k]).sum()
+            rel[k] = math.sqrt(num / den)
+    return rel
 
 
 def _layer_stats(df: pd.DataFrame):
@@ -374,7 +349,9 @@ def predict_lags(
     a mapping from layer name to tau, or None to read each layer's ``tau`` column (gradflow's
     recorder adds it; PLIF's learned value, averaged over steps).
 
-    model: one of :data:`MODELS`. ``independent`` (the default) is the plug-in of Eq. 18. For
+    model: one of ``independent``, ``markov``, ``simulation`` (the ``window`` model needs the
+    transport inputs of :func:`gradflow.theory.transport_inputs`; :func:`gradflow.theory.theory_table`
+    takes them). ``independent`` (the default here) is the plug-in of Eq. 18. For
     LIF/PLIF it needs no input model: ``E[eps[t]^2]`` is the table's ``eps_rms[t]^2`` where
     gradflow's recorder provides that column, else the closed form in the window fraction
     (rectangle, soft reset) or firing rate (detached hard reset). CLIF, the remaining LIF cases
@@ -394,8 +371,9 @@ def predict_lags(
     missing = [c for c in PER_STEP_COLUMNS if c not in per_step.columns]
     if missing:
         raise TheoryError(f"per_step table lacks columns {missing}", exit_code=1)
-    if model not in MODELS:
-        raise TheoryError(f"unknown model {model!r}; expected one of {MODELS}")
+    if model not in TABLE_MODELS:
+        raise TheoryError(f"unknown model {model!r} for the per_step table; expected one of {TABLE_MODELS} "
+                          "(the window model needs transport inputs: use theory_table)")
     rows = []
     for (layer, layer_index), df in per_step.groupby(["layer", "layer_index"], sort=False):
         name = neuron
@@ -409,7 +387,7 @@ def predict_lags(
             tau_l = float(df["tau"].astype(float).mean())
         else:
             tau_l = float(tau[layer]) if isinstance(tau, Mapping) else float(tau)
-        cfg = _Neuron(name, tau_l, v_threshold, surrogate, alpha, v_reset, detach_reset, decay_input)
+        cfg = NeuronConfig(name, tau_l, v_threshold, surrogate, alpha, v_reset, detach_reset, decay_input)
         sp2, fr, wf, eps2 = _layer_stats(df)
         rel, cur = _predict_layer(cfg, sp2, fr, wf, eps2, model, max_lag, n_sim, seed, str(layer))
         for k, r in enumerate(rel):
@@ -422,12 +400,12 @@ def predict_lags(
 _NO_MODEL = CurrentModel(math.nan, math.nan, math.nan)
 
 
-def _predict_layer(cfg: _Neuron, sp2, fr, wf, eps2, model, max_lag, n_sim, seed, layer=""):
+def _predict_layer(cfg: NeuronConfig, sp2, fr, wf, eps2, model, max_lag, n_sim, seed, layer=""):
     """Relative profile of one layer and the current model used (or ``_NO_MODEL``)."""
     T = sp2.shape[0]
     K = T - 1 if max_lag is None else min(int(max_lag), T - 1)
     if model == "independent":
-        q = cfg.table_q(fr, wf)
+        q = _table_q(cfg, fr, wf)
         if cfg.neuron == "lif" and eps2 is not None and np.all(np.isfinite(eps2[: T - 1])):
             q = eps2  # measured E[eps^2] per step: any surrogate and reset, truncation cuts included
         if q is not None:
@@ -446,46 +424,45 @@ def _predict_layer(cfg: _Neuron, sp2, fr, wf, eps2, model, max_lag, n_sim, seed,
     return predict_relative(sp2, C, K), cur
 
 
-def _kw(cfg: _Neuron) -> dict:
-    return dict(neuron=cfg.neuron, tau=cfg.tau, v_threshold=cfg.v_threshold, surrogate=cfg.surrogate,
-                alpha=cfg.alpha, v_reset=cfg.v_reset, detach_reset=cfg.detach_reset)
+def _kw(cfg: NeuronConfig) -> dict:
+    return cfg.factor_kw()
 
 
 def decay_rate(lags, relative, *, max_lag: int | None = None) -> float:
-    """Per-step decay rate ``r`` of a lag profile by a log-linear fit through the origin (Eq. 22).
+    """Per-step decay rate of a lag profile (docs Eq. 22): :func:`gradflow.stats.decay_rate`.
 
-        log relative_k ~= k log r   =>   log r = sum_k k log relative_k / sum_k k^2
+        log r = sum_k k log relative_k / sum_k k^2    over lags 1 <= k (<= max_lag), relative_k > 0
 
-    over lags ``1 <= k <= max_lag`` whose relative is finite and positive (zeros, NaN and Inf are
-    skipped: the log is undefined there). The fit is anchored at ``relative_0 = 1``, which holds
-    by definition. Returns NaN when no lag qualifies.
+    Kept with the theory's argument order ``(lags, relative)`` for existing callers; it calls
+    ``gradflow.stats.decay_rate(relative, lags, max_lag=max_lag)``, the one definition. NaN when
+    no lag qualifies.
 
     >>> round(decay_rate([0, 1, 2, 3], [1, 0.5, 0.25, 0.125]), 12)
     0.5
     """
-    k = np.asarray(lags, float)
-    y = np.asarray(relative, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ok = (k >= 1) & np.isfinite(y) & (y > 0)
-        if max_lag is not None:
-            ok &= k <= max_lag
-        if not ok.any():
-            return math.nan
-        return float(np.exp(np.sum(k[ok] * np.log(y[ok])) / np.sum(k[ok] ** 2)))
+    return stats.decay_rate(np.asarray(relative, float), np.asarray(lags, float), max_lag=max_lag)
 
 
-def half_life(rate: float) -> float:
-    """Lags for a geometric profile ``r^k`` to halve: ``log(1/2) / log(r)`` (docs Eq. 23).
+def rate_half_life(rate: float) -> float:
+    """Lags for the geometric profile ``r^k`` of a decay rate to halve: ``log(1/2) / log(r)`` (Eq. 23).
 
-    ``inf`` for ``r >= 1``, ``0`` for ``r = 0``, NaN for NaN.
+    This is a property of the fitted rate, not of the profile: the half-life of a profile is
+    :func:`gradflow.stats.half_life` (the log-linear crossing of 1/2, Eq. 24), which equals this for a
+    geometric profile. ``inf`` for ``r >= 1``, ``0`` for ``r = 0``, NaN for NaN.
+
+    >>> round(rate_half_life(0.5), 12)
+    1.0
     """
-    return horizon(rate, level=0.5)
+    return rate_horizon(rate, level=0.5)
 
 
-def horizon(rate: float, level: float = 0.01) -> float:
+def rate_horizon(rate: float, level: float = 0.01) -> float:
     """Lag at which ``r^k`` falls to ``level`` (default 1%: temporal under 1% of spatial, Eq. 23).
 
         k* = log(level) / log(r)
+
+    >>> round(rate_horizon(0.1), 12)
+    2.0
     """
     r = float(rate)
     if math.isnan(r):
@@ -498,25 +475,8 @@ def horizon(rate: float, level: float = 0.01) -> float:
     return math.log(level) / math.log(r)
 
 
-def crossing_lag(lags, relative, level: float = 0.5) -> float:
-    """First lag where a profile falls to ``level``, interpolated log-linearly (docs Eq. 24).
+#: Former name of :func:`rate_half_life` (a decay rate in, not a profile); kept for old callers.
+half_life = rate_half_life
 
-    Between consecutive lags ``k, k+1`` with ``relative_k > level >= relative_{k+1}``, returns
-    ``k + log(relative_k/level) / log(relative_k/relative_{k+1})`` -- exact for a geometric
-    profile. NaN when the profile never reaches ``level`` within the given lags.
-
-    >>> round(crossing_lag([0, 1, 2, 3, 4], [1, .8, .64, .512, .4096]), 6)  # log .5 / log .8
-    3.106284
-    """
-    k = np.asarray(lags, float)
-    y = np.asarray(relative, float)
-    order = np.argsort(k)
-    k, y = k[order], y[order]
-    for i in range(len(k) - 1):
-        if y[i] > level >= y[i + 1] and np.isfinite(y[i]):
-            if y[i + 1] <= 0:  # log-linear interpolation undefined: the next lag is a bound
-                return float(k[i + 1])
-            return float(k[i] + (k[i + 1] - k[i]) * math.log(y[i] / level) / math.log(y[i] / y[i + 1]))
-    if len(k) and y[0] <= level:
-        return float(k[0])
-    return math.nan
+#: Former name of :func:`rate_horizon`; kept for old callers.
+horizon = rate_horizon

@@ -6,12 +6,17 @@ elementwise: a neuron's state only talks to itself across time, so the "Jacobian
 a diagonal per entry and is returned as arrays of the input's shape.
 
 Also here: the exact backward recursions that turn spatial gradients ``P[t]`` into total
-gradients ``delta[t]`` and into the ``pair[t, t+k]`` terms of SPEC §2, and a numpy forward
-simulation of both neurons (used by the Monte Carlo predictors in :mod:`gradflow.theory.decay`).
+gradients ``delta[t]`` and into the ``pair[t, t+k]`` terms (docs/theory.md §3), a numpy forward
+simulation of both neurons (used by the Monte Carlo predictors in :mod:`gradflow.theory.decay`),
+and :class:`NeuronConfig`, every gradient-changing option of one layer validated once.
+
+CLIF's symbols follow the paper (Huang et al., ICML 2024): ``xi = du[t+1]/du[t]`` (Eq. 22) and
+``psi = dm[t]/du[t]`` (Eq. 23).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -21,14 +26,16 @@ from .surrogates import TheoryError, heaviside, resolve_alpha, sg
 
 __all__ = [
     "ClifJacobian",
-    "NeuronTrace",
+    "MembraneTrajectory",
+    "NeuronConfig",
     "clif_backward",
     "clif_jacobian",
-    "clif_near_threshold_factor",
+    "clif_memory",
     "gamma_of",
     "lif_backward",
     "lif_eps",
     "pair_factors",
+    "reset_factor",
     "simulate_neuron",
 ]
 
@@ -39,6 +46,56 @@ def gamma_of(tau: float) -> float:
     if not tau > 0:
         raise TheoryError(f"tau must be positive, got {tau!r}")
     return 1.0 - 1.0 / tau
+
+
+def reset_factor(
+    u,
+    m_prev=None,
+    *,
+    neuron: str = "lif",
+    tau: float = 2.0,
+    v_threshold: float = 1.0,
+    surrogate: str = "rectangle",
+    alpha: float | None = None,
+    v_reset: float | None = None,
+    detach_reset: bool = False,
+):
+    """The reset factor ``f[t] = dv[t]/du[t]``: what the neuron's own fire/reset passes on (docs Eq. 3, 5c).
+
+    The one-step factor is ``du[t+1]/du[t] = gamma * f[t]`` (LIF ``eps``, CLIF ``xi``): the leak
+    ``gamma`` times ``f``. With ``sg = sg(u - theta)``, ``s = H(u - theta)``:
+
+    * LIF/PLIF soft reset ``v = u - theta s``:            ``f = 1 - theta sg``               (Eq. 3a)
+    * soft, ``detach_reset``:                             ``f = 1``                          (Eq. 3b)
+    * hard reset ``v = (1-s) u + s v_reset``:             ``f = 1 - s + (v_reset - u) sg``   (Eq. 4a)
+    * hard, ``detach_reset``:                             ``f = 1 - s``                      (Eq. 4b)
+    * CLIF, at fixed ``m[t-1]``:   ``f = 1 - sg (theta + sigma(m[t])) - s sigma'(m[t]) psi[t]``  (Eq. 5c)
+
+    u: potentials ``[...]`` (any shape, float64 result of the same shape). m_prev: CLIF's
+    ``m[t-1]`` (same shape; required for CLIF, ignored otherwise; :func:`clif_memory` computes it
+    from a trajectory of ``u``). With the rectangle surrogate at ``alpha = theta`` and the soft
+    reset, LIF's ``f`` is exactly 0 inside the window ``|u - theta| <= alpha/2`` and 1 outside.
+
+    >>> reset_factor([0.2, 0.9, 1.2]).tolist()          # LIF, rectangle alpha = theta = 1
+    [1.0, 0.0, 0.0]
+    """
+    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, detach_reset)
+    u = np.asarray(u, dtype=np.float64)
+    if cfg.neuron == "clif":
+        if m_prev is None:
+            raise TheoryError("CLIF's reset factor needs m_prev = m[t-1] (see clif_memory)")
+        return clif_jacobian(u, m_prev, tau=cfg.tau, v_threshold=cfg.v_threshold, surrogate=cfg.surrogate,
+                             alpha=cfg.alpha, detach_reset=cfg.detach_reset).uu / cfg.gamma
+    theta = cfg.v_threshold
+    if cfg.v_reset is None:
+        # soft reset: dv/du = 1 - theta * sg (the spike is differentiated through sg)
+        if cfg.detach_reset:
+            return np.ones_like(u)
+        return 1.0 - theta * sg(u - theta, cfg.surrogate, cfg.alpha)
+    s = heaviside(u - theta)
+    if cfg.detach_reset:
+        return 1.0 - s
+    return 1.0 - s + (cfg.v_reset - u) * sg(u - theta, cfg.surrogate, cfg.alpha)
 
 
 def lif_eps(
@@ -52,18 +109,18 @@ def lif_eps(
     detach_reset: bool = False,
     decay_input: bool = False,
 ):
-    """LIF one-step temporal factor ``eps[t] = du[t+1]/du[t]`` at fixed input (docs Eq. 3-4).
+    """LIF one-step temporal factor ``eps[t] = du[t+1]/du[t] = gamma * f[t]`` at fixed input (docs Eq. 3-4).
 
-    With ``sg = sg(u - theta)`` and ``s = H(u - theta)``:
+    ``f`` is the reset factor of :func:`reset_factor`; with ``sg = sg(u - theta)``, ``s = H(u - theta)``:
 
     * soft reset ``v = u - theta*s``:           ``eps = gamma * (1 - theta * sg)``      (Eq. 3a)
     * soft, ``detach_reset``:                   ``eps = gamma``                          (Eq. 3b)
     * hard reset ``v = (1-s) u + s v_reset``:   ``eps = gamma * (1 - s + (v_reset - u) * sg)`` (Eq. 4a)
     * hard, ``detach_reset``:                   ``eps = gamma * (1 - s)``                (Eq. 4b)
 
-    ``decay_input=True`` charges ``u[t+1] = v + (x - (v - v_reset0)) / tau``, whose derivative in
-    ``v`` is again ``1 - 1/tau = gamma``, so the flag does not change ``eps`` (Eq. 2); it is
-    accepted so that callers can pass a neuron's options unchanged.
+    ``decay_input=True`` charges ``u[t+1] = v + (x - (v - v_reset0)) / tau``, and the hard reset
+    leaks toward ``v_reset``; the derivative in ``v`` is ``1 - 1/tau = gamma`` either way, so neither
+    changes ``eps`` (Eq. 2). The flag is accepted so that callers can pass a neuron's options unchanged.
 
     u: array of pre-reset potentials, any shape. Returns float64 of the same shape. For the
     rectangle surrogate with ``alpha = theta`` and soft reset, eps is exactly 0 inside the window
@@ -73,35 +130,37 @@ def lif_eps(
     [0.5, 0.0, 0.0]
     """
     del decay_input  # same gamma either way (docs Eq. 2)
-    g = gamma_of(tau)
-    u = np.asarray(u, dtype=np.float64)
-    theta = float(v_threshold)
-    if v_reset is None:
-        # soft reset: dv/du = 1 - theta * sg (the spike is differentiated through sg)
-        if detach_reset:
-            return np.full_like(u, g)
-        return g * (1.0 - theta * sg(u - theta, surrogate, alpha))
-    s = heaviside(u - theta)
-    if detach_reset:
-        return g * (1.0 - s)
-    return g * (1.0 - s + (float(v_reset) - u) * sg(u - theta, surrogate, alpha))
+    return gamma_of(tau) * reset_factor(u, tau=tau, v_threshold=v_threshold, surrogate=surrogate,
+                                        alpha=alpha, v_reset=v_reset, detach_reset=detach_reset)
 
 
 class ClifJacobian(NamedTuple):
-    """Elementwise one-step Jacobian of CLIF's state ``(u[t], m[t-1]) -> (u[t+1], m[t])``.
+    """Elementwise one-step Jacobian of CLIF's state ``(u[t], m[t-1]) -> (u[t+1], m[t])`` (docs Eq. 6).
 
-    Fields (arrays of the state's shape), at fixed next input ``x[t+1]`` (docs Eq. 6):
+    Fields (arrays of the state's shape), at fixed next input ``x[t+1]``:
 
-    * ``uu = du[t+1]/du[t]``    the u-to-u factor; CLIF's counterpart of LIF's ``eps``
-    * ``um = du[t+1]/dm[t-1]``  memory m reaching the next potential through the reset
-    * ``mu = dm[t]/du[t]``      the potential feeding the memory (the paper's xi-like term)
-    * ``mm = dm[t]/dm[t-1]``    the memory's own decay ``sigmoid(u[t]/tau)`` (psi-like term)
+    * ``uu = du[t+1]/du[t]``    at fixed ``m[t-1]``: the paper's ``xi`` (Eq. 22), CLIF's
+      counterpart of LIF's ``eps``; also :attr:`xi`
+    * ``um = du[t+1]/dm[t-1]``  the memory reaching the next potential through the reset
+    * ``mu = dm[t]/du[t]``      the potential feeding the memory: the paper's ``psi`` (Eq. 23);
+      also :attr:`psi`
+    * ``mm = dm[t]/dm[t-1]``    the memory's own decay ``sigmoid(u[t]/tau)``
     """
 
     uu: np.ndarray
     um: np.ndarray
     mu: np.ndarray
     mm: np.ndarray
+
+    @property
+    def xi(self) -> np.ndarray:
+        """``xi = du[t+1]/du[t]`` at fixed ``m[t-1]`` (paper Eq. 22), the field ``uu``."""
+        return self.uu
+
+    @property
+    def psi(self) -> np.ndarray:
+        """``psi = dm[t]/du[t]`` (paper Eq. 23), the field ``mu``."""
+        return self.mu
 
 
 def _dsigmoid(z):
@@ -126,17 +185,18 @@ def clif_jacobian(
     ``u[t+1] = gamma * v + x[t+1]``. With ``sg = sg(u - theta)``, ``s = H(u - theta)``,
     ``q = sigmoid(u/tau)``, ``sigma = sigmoid(m)``, ``sigma' = sigma (1 - sigma)``:
 
-        xi  = dm/du      = m_prev * q (1 - q) / tau + sg                            (Eq. 5a)
-        psi = dm/dm_prev = q                                                        (Eq. 5b)
-        dv/du      = 1 - sg * (theta + sigma) - s * sigma' * xi                     (Eq. 5c)
-        dv/dm_prev = - s * sigma' * psi                                             (Eq. 5d)
+        psi = dm/du      = m_prev * q (1 - q) / tau + sg                            (Eq. 5a)
+        dm/dm_prev       = q                                                        (Eq. 5b)
+        dv/du      = 1 - sg * (theta + sigma) - s * sigma' * psi                    (Eq. 5c)
+        dv/dm_prev = - s * sigma' * q                                               (Eq. 5d)
 
-    and ``uu = gamma * dv/du``, ``um = gamma * dv/dm_prev``, ``mu = xi``, ``mm = psi`` (Eq. 6).
-    The term ``- s * sigma' * xi`` is the path ``u[t] -> m[t] -> v[t] -> u[t+1]``; it belongs to
-    ``uu`` and must not be counted again through ``dL/dm[t]`` (docs §3.2).
+    and ``uu = xi = gamma * dv/du``, ``um = gamma * dv/dm_prev``, ``mu = psi``, ``mm = q`` (Eq. 6).
+    ``psi`` and ``xi`` are the paper's names (Eqs. 23 and 22). The term ``- s * sigma' * psi`` is
+    the path ``u[t] -> m[t] -> v[t] -> u[t+1]``; it belongs to ``uu`` and must not be counted again
+    through ``dL/dm[t]`` (docs §3.2).
 
     ``detach_reset=True`` stops the gradient through ``s`` in the reset line only: the
-    ``sg * (theta + sigma)`` term of Eq. 5c drops, while ``xi`` keeps its ``sg`` (m still sees it).
+    ``sg * (theta + sigma)`` term of Eq. 5c drops, while ``psi`` keeps its ``sg`` (m still sees it).
 
     u, m_prev: broadcastable arrays (``m_prev = m[t-1]``). Returns a :class:`ClifJacobian`.
     """
@@ -151,41 +211,13 @@ def clif_jacobian(
     # memory update m[t] = m[t-1] * sigmoid(u/tau) + s
     q = expit(u / tau)
     m = m_prev * q + s
-    xi = m_prev * q * (1.0 - q) / tau + d
-    psi = q
+    psi = m_prev * q * (1.0 - q) / tau + d
     # reset v = u - s * (theta + sigmoid(m)); the reset-line spike may be detached
     ds_reset = 0.0 if detach_reset else d
     dsig = _dsigmoid(m)
-    dv_du = 1.0 - ds_reset * (theta + expit(m)) - s * dsig * xi
-    dv_dm = -s * dsig * psi
-    return ClifJacobian(uu=g * dv_du, um=g * dv_dm, mu=xi, mm=psi)
-
-
-def clif_near_threshold_factor(
-    m,
-    *,
-    tau: float,
-    v_threshold: float = 1.0,
-    alpha: float | None = None,
-):
-    """CLIF's u-to-u factor just below threshold, rectangle surrogate (docs Eq. 7).
-
-    For ``theta - alpha/2 <= u < theta`` (inside the window, no spike, ``m = m[t]``):
-
-        uu = gamma * (1 - (theta + sigmoid(m)) / alpha)                              (Eq. 7)
-
-    which for ``alpha = theta`` (the default here) is ``-gamma * sigmoid(m) / theta``: the factor
-    changes sign instead of vanishing. LIF's factor at the same place is
-    ``gamma * (1 - theta/alpha) = 0``. Just above threshold (``s = 1``) Eq. 5c adds
-    ``-gamma * sigma'(m) * xi``, with ``0 <= sigma' <= 1/4``; see :func:`clif_jacobian`.
-
-    >>> round(float(clif_near_threshold_factor(0.0, tau=2.0)), 6)
-    -0.25
-    """
-    g = gamma_of(tau)
-    theta = float(v_threshold)
-    a = theta if alpha is None else resolve_alpha("rectangle", alpha)
-    return g * (1.0 - (theta + expit(np.asarray(m, dtype=np.float64))) / a)
+    dv_du = 1.0 - ds_reset * (theta + expit(m)) - s * dsig * psi
+    dv_dm = -s * dsig * q
+    return ClifJacobian(uu=g * dv_du, um=g * dv_dm, mu=psi, mm=q)
 
 
 def lif_backward(P, eps):
@@ -260,10 +292,12 @@ def pair_factors(t: int, max_lag: int, *, eps=None, jac: ClifJacobian | None = N
         yield k, a_u
 
 
-class NeuronTrace(NamedTuple):
-    """Forward trajectory of a neuron layer: ``u``, ``s``, ``m_prev`` arrays ``[T, ...]``.
+class MembraneTrajectory(NamedTuple):
+    """A simulated forward trajectory of one neuron layer: ``u``, ``s``, ``m_prev`` arrays ``[T, ...]``.
 
-    ``m_prev[t] = m[t-1]`` for CLIF (zeros at t = 0) and None for LIF/PLIF.
+    ``u[t]`` pre-reset potential, ``s[t]`` spike, ``m_prev[t] = m[t-1]`` for CLIF (zeros at t = 0)
+    and None for LIF/PLIF. (Not to be confused with :class:`gradflow.neurons.NeuronTrace`, the
+    live autograd tensors a torch neuron shows its observers.)
     """
 
     u: np.ndarray
@@ -279,17 +313,19 @@ def simulate_neuron(
     v_threshold: float = 1.0,
     v_reset: float | None = None,
     decay_input: bool = False,
-) -> NeuronTrace:
-    """Run SPEC §1's forward dynamics in numpy on currents ``x [T, ...]`` from ``v = m = 0``.
+) -> MembraneTrajectory:
+    """Run the forward dynamics of docs/reference.md (Neurons) in numpy on currents ``x [T, ...]``.
 
-    charge ``u = gamma v + x`` (or ``u = v + (x - (v - v_reset0))/tau`` with ``decay_input``),
-    fire ``s = H(u - theta)``, reset (LIF soft/hard; CLIF ``m = m sigmoid(u/tau) + s``,
-    ``v = u - s (theta + sigmoid(m))``). ``neuron``: ``lif``, ``plif`` (same as lif) or ``clif``;
-    CLIF has no hard reset and ignores ``v_reset``... no: it raises if ``v_reset`` is given.
+    charge ``u = gamma v + x`` (soft reset), ``u = v - (v - v_reset)/tau + x`` (hard reset: the
+    potential leaks toward ``v_reset``), or ``u = v + (x - (v - v_reset0))/tau`` with
+    ``decay_input``; fire ``s = H(u - theta)``; reset (LIF soft/hard; CLIF
+    ``m = m sigmoid(u/tau) + s``, ``v = u - s (theta + sigmoid(m))``). The state starts at
+    ``v = 0`` (``v_reset`` for a hard reset) and ``m = 0``. ``neuron``: ``lif``, ``plif`` (same
+    dynamics as lif) or ``clif``; CLIF has the soft reset only and raises if ``v_reset`` is given.
     """
     neuron = _check_neuron(neuron)
     if neuron == "clif" and v_reset is not None:
-        raise TheoryError("CLIF has a single reset rule (SPEC §1); v_reset must be None")
+        raise TheoryError("CLIF has a single reset rule (the soft reset); v_reset must be None")
     g = gamma_of(tau)
     theta = float(v_threshold)
     vr0 = 0.0 if v_reset is None else float(v_reset)
@@ -297,11 +333,11 @@ def simulate_neuron(
     u_all = np.empty_like(x)
     s_all = np.empty_like(x)
     m_all = np.zeros_like(x) if neuron == "clif" else None
-    v = np.zeros_like(x[0])
+    v = np.full_like(x[0], vr0)
     m = np.zeros_like(x[0])
     for t in range(x.shape[0]):
         # charge
-        u = v + (x[t] - (v - vr0)) / tau if decay_input else g * v + x[t]
+        u = v + (x[t] - (v - vr0)) / tau if decay_input else g * (v - vr0) + vr0 + x[t]
         # fire
         s = heaviside(u - theta)
         # reset
@@ -315,7 +351,27 @@ def simulate_neuron(
             v = (1.0 - s) * u + s * vr0
         u_all[t] = u
         s_all[t] = s
-    return NeuronTrace(u=u_all, s=s_all, m_prev=m_all)
+    return MembraneTrajectory(u=u_all, s=s_all, m_prev=m_all)
+
+
+def clif_memory(u, *, tau: float = 2.0, v_threshold: float = 1.0) -> np.ndarray:
+    """CLIF's complementary potential one step back, ``m_prev[t] = m[t-1]``, from the potentials alone.
+
+    ``m[t] = m[t-1] sigmoid(u[t]/tau) + H(u[t] - theta)`` with ``m[-1] = 0`` (paper Eq. 19) depends
+    on nothing but the trajectory of ``u``, so a recorded ``u [T, ...]`` fixes it. Returns float64
+    ``[T, ...]`` with ``m_prev[0] = 0``; feed it to :func:`clif_jacobian` or :func:`reset_factor`.
+
+    >>> clif_memory([[1.2], [0.0], [1.0]])[:, 0].tolist()   # m[0] = 1 (spike), m[1] = 1 * sigmoid(0)
+    [0.0, 1.0, 0.5]
+    """
+    gamma_of(tau)
+    u = np.asarray(u, dtype=np.float64)
+    out = np.zeros_like(u)
+    m = np.zeros_like(u[0])
+    for t in range(u.shape[0]):
+        out[t] = m
+        m = m * expit(u[t] / tau) + heaviside(u[t] - float(v_threshold))
+    return out
 
 
 def _check_neuron(neuron: str) -> str:
@@ -324,3 +380,61 @@ def _check_neuron(neuron: str) -> str:
     if n not in ("lif", "plif", "clif"):
         raise TheoryError(f"unknown neuron {neuron!r}; expected 'lif', 'plif' or 'clif'")
     return "clif" if n == "clif" else "lif"
+
+
+@dataclass(frozen=True)
+class NeuronConfig:
+    """Every gradient-changing option of one neuron layer, validated once.
+
+    ``neuron`` is normalised to ``lif`` (also for ``plif``: same dynamics, its learned ``tau`` is
+    passed as ``tau``) or ``clif``; ``alpha=None`` becomes the surrogate's default. Raises
+    :class:`TheoryError` for an unknown neuron or surrogate, ``tau <= 0`` or a CLIF hard reset.
+
+    >>> NeuronConfig("plif", 3.0).gamma
+    0.6666666666666667
+    """
+
+    neuron: str = "lif"
+    tau: float = 2.0
+    v_threshold: float = 1.0
+    surrogate: str = "rectangle"
+    alpha: float | None = None
+    v_reset: float | None = None
+    detach_reset: bool = False
+    decay_input: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "neuron", _check_neuron(self.neuron))
+        object.__setattr__(self, "alpha", resolve_alpha(self.surrogate, self.alpha))
+        object.__setattr__(self, "tau", float(self.tau))
+        object.__setattr__(self, "v_threshold", float(self.v_threshold))
+        if self.v_reset is not None:
+            object.__setattr__(self, "v_reset", float(self.v_reset))
+        gamma_of(self.tau)
+        if self.neuron == "clif" and self.v_reset is not None:
+            raise TheoryError("CLIF has a single reset rule (the soft reset); v_reset must be None")
+
+    @property
+    def gamma(self) -> float:
+        """Leak ``gamma = 1 - 1/tau`` (docs Eq. 2)."""
+        return gamma_of(self.tau)
+
+    def sg(self, u):
+        """``sg(u - theta)`` with this layer's surrogate (docs Eq. 1)."""
+        return sg(np.asarray(u, dtype=np.float64) - self.v_threshold, self.surrogate, self.alpha)
+
+    def eps(self, u):
+        """LIF factor, :func:`lif_eps` with these options."""
+        return lif_eps(u, tau=self.tau, v_threshold=self.v_threshold, surrogate=self.surrogate,
+                       alpha=self.alpha, v_reset=self.v_reset, detach_reset=self.detach_reset)
+
+    def jac(self, u, m_prev):
+        """CLIF Jacobian, :func:`clif_jacobian` with these options."""
+        return clif_jacobian(u, m_prev, tau=self.tau, v_threshold=self.v_threshold,
+                             surrogate=self.surrogate, alpha=self.alpha, detach_reset=self.detach_reset)
+
+    def factor_kw(self) -> dict:
+        """Keyword arguments of :func:`reset_factor` (and the transport functions) for this layer."""
+        return dict(neuron=self.neuron, tau=self.tau, v_threshold=self.v_threshold,
+                    surrogate=self.surrogate, alpha=self.alpha, v_reset=self.v_reset,
+                    detach_reset=self.detach_reset)
