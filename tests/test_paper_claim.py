@@ -94,6 +94,22 @@ def test_measured_transport_of_lif_detach_reset_is_gamma_to_the_k(arch):
     assert all(n.truncate == 1 for n in neurons_of(model))          # the run's own model is untouched
 
 
+@pytest.mark.parametrize("alpha", [1.0, 2.0])
+def test_lif_relative_1_is_explained_by_window_persistence(alpha):
+    """LIF, rectangle surrogate: the one-step factor is gamma outside the window and gamma (1 - theta/alpha)
+    inside, so relative_1^2 = gamma^2 [(1 - S) + (1 - 1/alpha)^2 S] with S = window_persistence, exactly."""
+    spec = RunSpec(T=5, alpha=alpha, **{k: v for k, v in QUICK.items() if k not in ("epochs", "widths")},
+                   widths=(32, 32))
+    task = make_task(spec)
+    flow, _ = measure_flow(build_model(spec, task), spec, task, task.sample(16, 0, "test"),
+                           task.sample(32, 0, "train")[0])
+    for r in flow:
+        S = r["window_persistence"]
+        assert 0.0 < S <= 1.0 and r["window_persistence_ci_low"] <= S <= r["window_persistence_ci_high"]
+        expected = 0.5 * math.sqrt((1 - S) + (1 - 1 / alpha) ** 2 * S)
+        assert r["relative_1"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_recorded_pairs_of_clif_without_m_gradient_add_up_to_the_autograd_gradient():
     """The recorder's transport for CLIF with m_grad=False (the closed-form Jacobian with mu = vm = mm = 0)
     against autograd: sum over sources of pair[t, t'] equals dL/du[t]."""

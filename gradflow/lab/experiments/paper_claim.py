@@ -62,7 +62,8 @@ CONTRASTS: Dict[str, Tuple[Dict[Tuple[str, str], float], str]] = {
 
 #: Gradient contrasts: (variant a, variant b) compared at the same bptt, point and layer.
 FLOW_PAIRS = (("clif", "lif"), ("lif_dr", "lif"), ("clif_nom", "clif"), ("clif_nom", "lif"))
-FLOW_METRICS = ("relative_1", "half_life", "weight_temporal_projection", "window_fraction", "firing_rate")
+FLOW_METRICS = ("relative_1", "half_life", "weight_temporal_projection", "window_fraction", "firing_rate",
+                "window_persistence")
 GROUP = ["arch", "T", "alpha"]
 
 

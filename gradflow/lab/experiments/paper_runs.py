@@ -54,6 +54,7 @@ from ...models.base import SpikingModel, conv_out
 from ...models.layers import TimeSequential, apply_merged, init_weights
 from ...models.snn5 import ConvBNSpike
 from ...recorder import record
+from ...surrogate import surrogate_grad
 from ...tasks import Task, parse_data, parse_task
 from ...tasks.digits import Digits
 from ...train import evaluate, model_input, set_truncation
@@ -289,6 +290,36 @@ def _activity(per_step, layer_samples, n_resamples: int, seed: int) -> Dict[str,
     return out
 
 
+def _persistence(rec, neuron, layer: str, spec: RunSpec) -> Dict[str, float]:
+    """``window_persistence`` of one layer with its bootstrap interval over samples.
+
+    The share of the sources' squared spatial gradient that sits on neurons which were already inside
+    the surrogate window one step earlier::
+
+        S = sum_{t, i} ||P[t+1]_i * 1[sg(u[t]_i - theta) != 0]||^2 / sum_{t, i} ||P[t+1]_i||^2
+
+    (i: samples). For LIF with the rectangle surrogate the one-step factor is ``gamma`` outside the
+    window and ``gamma (1 - theta / alpha)`` inside, so ``relative_1^2 = gamma^2 (1 - S) +
+    gamma^2 (1 - theta/alpha)^2 S`` exactly (0 inside at ``alpha = theta``: the paper's vanishing path).
+    """
+    num, den = [], []
+    for step in range(rec.steps):
+        kept = rec.tensors(layer, step)
+        u, P = kept["u"].double(), kept["spatial"].double()
+        inside = surrogate_grad(u[:-1] - neuron.v_threshold, neuron.sur) != 0
+        p2 = P[1:].square()
+        num.append((p2 * inside).flatten(2).sum(dim=(0, 2)))
+        den.append(p2.flatten(2).sum(dim=(0, 2)))
+    units = torch.stack([torch.cat(num), torch.cat(den)], dim=1).cpu().numpy()
+    if units.shape[0] == 0 or units[:, 1].sum() <= 0:
+        return {"window_persistence": math.nan, "window_persistence_ci_low": math.nan,
+                "window_persistence_ci_high": math.nan}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ci = stats.bootstrap(units, lambda s: s[:, 0] / s[:, 1], n_resamples=spec.n_resamples, seed=spec.seed)
+    return {"window_persistence": float(ci.estimate), "window_persistence_ci_low": float(ci.low),
+            "window_persistence_ci_high": float(ci.high)}
+
+
 _FLOW_METRICS = ("temporal_share", "weight_temporal_projection", "relative_1", "half_life", "decay_rate")
 
 
@@ -307,7 +338,7 @@ def measure_flow(model: nn.Module, spec: RunSpec, task: Task, probe: Tuple[torch
     dev = next(net.parameters()).device
     K = spec.max_lag if spec.max_lag is not None else min(task.T - 1, 8)
     size = max(1, math.ceil(x.shape[0] / spec.passes))
-    with record(net, pairs=True, weights=True, max_lag=K) as rec:
+    with record(net, pairs=True, weights=True, max_lag=K, keep_tensors=True) as rec:
         for i in range(0, x.shape[0], size):
             logits = net(_input(spec, task, x[i:i + size].to(dev)))
             task.loss(logits, y[i:i + size].to(dev), spec.loss).backward()
@@ -325,6 +356,7 @@ def measure_flow(model: nn.Module, spec: RunSpec, task: Task, probe: Tuple[torch
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = float(r[f"{m}_ci_low"]), float(r[f"{m}_ci_high"])
         row.update(_activity(ps[ps["layer"] == r["layer"]], None if samples is None else samples.get(r["layer"]),
                              spec.n_resamples, spec.seed))
+        row.update(_persistence(rec, dict(net.named_modules())[r["layer"]], r["layer"], spec))
         row["temporal_zero_fraction"] = float(r["temporal_zero_fraction"])
         flow.append(row)
     profile = [{"layer": p["layer"], "layer_index": int(p["layer_index"]), "lag": int(p["lag"]),
