@@ -319,6 +319,31 @@ def test_summary_one_row_per_layer_and_run_first_with_samples_per_run():
     assert any(f.startswith("CLIF layer1.sn1: weight temporal projection") for f in found)
 
 
+def test_recorder_samples_give_the_tables_point_estimates_and_the_weights_projection():
+    """With the real recorder: per-sample sums add up to the tables' squared norms, so the point
+    estimates from ``Recorder.samples()`` equal those from the tables alone (only the units differ)."""
+    import torch
+
+    import gradflow
+
+    torch.manual_seed(0)
+    net = gradflow.models.build("mlp", neuron="lif", in_features=6, num_classes=3, widths=(8, 8), T=4)
+    with gradflow.record(net, pairs=True, weights=True) as rec:
+        for _ in range(3):
+            gradflow.losses.ce_over_time(net(torch.rand(5, 6)), torch.randint(0, 3, (5,))).backward()
+            net.zero_grad()
+    tables = {"per_step": rec.per_step(), "pairs": rec.pairs(), "lags": rec.lags(), "weights": rec.weights()}
+    a = report.summarize(tables, rec.samples(), n_resamples=100)
+    b = report.summarize(tables, None, n_resamples=100)
+    assert (a["samples"] == 15).all() and (a["resampled"] == "samples").all() and (b["resampled"] == "passes").all()
+    for col in ("temporal_share", "relative_1", "half_life", "decay_rate", "weight_temporal_projection"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-9, err_msg=col)
+    w = tables["weights"][tables["weights"].layer == "sn1"]
+    per_pass = [stats.projections(d.spatial_sq.sum(), d.temporal_sq.sum(), d.inner.sum()).temporal_projection
+                for _, d in w.groupby("step")]
+    assert a.loc[0, "weight_temporal_projection"] == pytest.approx(np.mean(per_pass), rel=1e-12)
+
+
 def test_summary_survives_nonfinite_values():
     t = make_tables(nonfinite=True)
     s = summary_of(t)
