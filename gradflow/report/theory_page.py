@@ -36,7 +36,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from .. import __version__
+from .. import __version__, stats
 from ..schema import THEORY_NEURONS
 from ..theory import (
     SURROGATES,
@@ -45,11 +45,10 @@ from ..theory import (
     decay_rate,
     eps_curves,
     gamma_of,
-    half_life,
     half_life_table,
-    horizon,
     lag_curves,
     lif_eps,
+    rate_horizon,
     resolve_alpha,
     sg,
 )
@@ -215,9 +214,16 @@ def _compute(p: dict) -> Dict[str, object]:
 
 
 def _profile_numbers(d: pd.DataFrame) -> dict:
-    """Decay rate, half-life and 1% horizon of one predicted profile (``lag``, ``predicted_relative``)."""
+    """Decay rate, half-life and 1% horizon of one predicted profile (``lag``, ``predicted_relative``).
+
+    As :func:`gradflow.theory.half_life_table` computes them: the half-life is the profile's log-linear
+    crossing of 1/2 (:func:`gradflow.stats.half_life`), the decay rate the fitted per-step factor ``r``
+    and the horizon that rate's 1% level (:func:`gradflow.theory.rate_horizon`).
+    """
+    d = d.sort_values("lag")
     r = decay_rate(d["lag"], d["predicted_relative"])
-    return {"decay_rate": r, "half_life": half_life(r), "horizon": horizon(r)}
+    hl = stats.half_life(d["predicted_relative"].to_numpy(float), d["lag"].to_numpy(float))
+    return {"decay_rate": r, "half_life": hl, "horizon": rate_horizon(r)}
 
 
 def _summary(p: dict, lag_df: pd.DataFrame, eps: pd.DataFrame) -> dict:
@@ -387,8 +393,8 @@ def _explanation(p: dict, summary: dict) -> str:
            "inside the window is reduced rather than cut.") + "</p>",
         "<p><b>Decay with the lag.</b> The second figure predicts <code>relative_k</code>, the share of a "
         "step's spatial gradient that survives the trip k steps back, for a layer driven by i.i.d. Gaussian currents; "
-        "the half-life is the lag where it falls to 50%, the horizon where the temporal contribution "
-        "falls under 1% of the spatial one (from a log-linear fit of the profile, docs Eq. 22-23).</p>",
+        "the half-life is the lag where it falls to 50% (interpolated in log scale between lags), the horizon "
+        "where a geometric decay at the profile's fitted per-step rate falls under 1% (docs/theory.md).</p>",
     ]
     return "\n".join(lines)
 
