@@ -196,3 +196,41 @@ def test_quick_t_sweep_puts_relative_1_beside_accuracy(tmp_path):
 def test_bad_epochs_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="epochs"):
         run_paper_claim(str(tmp_path), [0], True, None, epochs=0)
+
+
+def _fake_cifar(root, n_train=40, n_test=20):
+    import pickle
+
+    rng = np.random.default_rng(0)
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    for name, n in (("data_batch_1", n_train), ("test_batch", n_test)):
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [i % 10 for i in range(n)]}
+        (base / name).write_bytes(pickle.dumps(batch))
+    return root
+
+
+def test_scale_path_builds_cifar_runs_for_a_gpu():
+    specs = paper_claim.paper_specs([0, 1, 2, 3, 4], False, data="cifar10:/data/cifar", arch="spiking_resnet18",
+                                    device="cuda")
+    assert {s.arch for s in specs} == {"spiking_resnet18"} and {s.device for s in specs} == {"cuda"}
+    assert len(specs) == 2 * 5 * len(VARIANTS) * 2 and {s.T for s in specs} == {6} and specs[0].epochs == 100
+    assert {s.data for s in specs} == {"cifar10:/data/cifar"}
+    digits = paper_claim.paper_specs([0], False, arch="digits_cnn")
+    assert {(s.arch, s.T, s.epochs) for s in digits} == {("digits_cnn", 6, 8)}
+
+
+def test_quick_paper_claim_on_a_cifar_directory(tmp_path):
+    root = _fake_cifar(tmp_path / "cifar")
+    tables = run_paper_claim(str(tmp_path / "out"), [0], True, None, data=f"cifar10:{root}", arch="mlp")
+    runs = tables["runs"]
+    assert len(runs) == len(VARIANTS) * 2 and runs.test_accuracy.between(0, 1).all()
+    assert tables["flow"].samples.max() == 20                   # the probe is capped at the 20 test images
+
+
+@pytest.mark.slow
+def test_quick_paper_claim_with_spiking_resnet18_on_cifar(tmp_path):
+    root = _fake_cifar(tmp_path / "cifar")
+    tables = run_paper_claim(str(tmp_path / "out"), [0], True, None, data=f"cifar10:{root}",
+                             arch="spiking_resnet18")
+    assert set(tables["runs"].arch) == {"spiking_resnet18"} and tables["flow"].layer_index.max() == 16

@@ -239,9 +239,13 @@ def _input(spec: RunSpec, task: Task, x: torch.Tensor) -> torch.Tensor:
 
 
 def _split(task: Task, split: str, n: Optional[int], seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``n`` images of ``split`` (None: the whole split when the task has a fixed one, else 2048)."""
-    if n is None:
-        n = task.split_size(split) if hasattr(task, "split_size") else 2048
+    """``n`` images of ``split`` (None: the whole split when the task has a fixed one, else 2048); at most
+    the split's size."""
+    if hasattr(task, "split_size"):
+        size = task.split_size(split)
+        n = size if n is None else min(n, size)
+    elif n is None:
+        n = 2048
     return task.sample(n, seed, split)
 
 
