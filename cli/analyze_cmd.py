@@ -26,64 +26,91 @@ FLAGS = {"memory_limit_gb": "--memory-limit", "pairs": "--no-pairs", "input_file
          "trust": "--trust-checkpoint", "path": "CHECKPOINTS"}
 
 
+# The command's parameters, one alias each (Typer reads the help text and panel from them).
+CheckpointsArgument = Annotated[Optional[List[Path]], typer.Argument(
+    help="Checkpoint file(s): gradflow's own, the official CLIF code's, SpikingJelly's or a bare "
+    "state_dict. Two or more give one side-by-side report. None: the built-in LIF and CLIF demo "
+    "checkpoints.", show_default=False)]
+ArchOption = Annotated[Optional[Arch], typer.Option(
+    help="Architecture, for checkpoints that do not name one.", rich_help_panel=CHECKPOINT)]
+NeuronOption = Annotated[Optional[Neuron], typer.Option(
+    help="Neuron kind, for checkpoints that do not say (or to override it).", rich_help_panel=CHECKPOINT)]
+TauOption = Annotated[Optional[float], typer.Option(
+    help="Membrane time constant tau (> 1; gamma = 1 - 1/tau).", rich_help_panel=CHECKPOINT)]
+VThresholdOption = Annotated[Optional[float], typer.Option(
+    "--v-threshold", help="Firing threshold theta.", rich_help_panel=CHECKPOINT)]
+SurrogateOption = Annotated[Optional[Surrogate], typer.Option(
+    help="Surrogate gradient of the spike.", rich_help_panel=CHECKPOINT)]
+AlphaOption = Annotated[Optional[float], typer.Option(
+    help="Surrogate width or sharpness alpha.", rich_help_panel=CHECKPOINT)]
+StepsOption = Annotated[Optional[int], typer.Option(
+    "--T", help="Time steps a static input is repeated over.", rich_help_panel=CHECKPOINT)]
+TrustCheckpointOption = Annotated[bool, typer.Option(
+    "--trust-checkpoint", help="Fully unpickle checkpoints and input files: they may run code. Only for "
+    "files you trust.", rich_help_panel=CHECKPOINT)]
+InputOption = Annotated[Optional[Path], typer.Option(
+    "--input", help=".pt or .npz file with x ([N, ...] or [T, N, ...]) and optional labels y.",
+    rich_help_panel=INPUTS)]
+DataOption = Annotated[Optional[str], typer.Option(
+    help="cifar10:DIR, cifar100:DIR, task:NAME[:key=value,...] or random. Default: the task stored in a "
+    "gradflow checkpoint, else random input.", rich_help_panel=INPUTS)]
+SamplesOption = Annotated[int, typer.Option(
+    help="Input samples to record in all, over several backward passes.", rich_help_panel=INPUTS)]
+BatchSizeOption = Annotated[Optional[int], typer.Option(
+    "--batch-size", help="Samples per backward pass. Default: as many as fit --memory-limit, at most 256.",
+    show_default=False, rich_help_panel=INPUTS)]
+SeedOption = Annotated[int, typer.Option(help="Seed of the input samples.", rich_help_panel=INPUTS)]
+ModeOption = Annotated[Mode, typer.Option(
+    help="eval: batch norm uses its running statistics; train: batch statistics (running statistics "
+    "are restored afterwards).", rich_help_panel=RECORDING)]
+LossOption = Annotated[Loss, typer.Option(
+    help="ce: mean over t of the cross-entropy of the step logits; tet adds the TET regulariser. A "
+    "built-in task scores its own readout steps.", rich_help_panel=RECORDING)]
+DeviceOption = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", rich_help_panel=RECORDING)]
+MaxLagOption = Annotated[Optional[int], typer.Option(
+    "--max-lag", help="Largest lag of the pair matrix (bounds time and memory). Default: T - 1.",
+    show_default=False, rich_help_panel=RECORDING)]
+NoPairsOption = Annotated[bool, typer.Option(
+    "--no-pairs", help="Skip the pair matrix, the lags and the theory comparison.",
+    rich_help_panel=RECORDING)]
+MemoryLimitOption = Annotated[float, typer.Option(
+    "--memory-limit", help="Stop if the estimated memory of one backward pass exceeds this many GiB.",
+    rich_help_panel=RECORDING)]
+OutOption = Annotated[Path, typer.Option(
+    "--out", "-o", help="Report directory (written atomically).", rich_help_panel=OUTPUT)]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", help="Replace an existing report directory.", rich_help_panel=OUTPUT)]
+AsJsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print summary.json to stdout (for scripts).", rich_help_panel=OUTPUT)]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress, notes or terminal table.", rich_help_panel=OUTPUT)]
+
+
 def analyze_command(
-    checkpoints: Annotated[Optional[List[Path]], typer.Argument(
-        help="Checkpoint file(s): gradflow's own, the official CLIF code's, SpikingJelly's or a bare "
-        "state_dict. Two or more give one side-by-side report. None: the built-in LIF and CLIF demo "
-        "checkpoints.", show_default=False)] = None,
-    arch: Annotated[Optional[Arch], typer.Option(
-        help="Architecture, for checkpoints that do not name one.", rich_help_panel=CHECKPOINT)] = None,
-    neuron: Annotated[Optional[Neuron], typer.Option(
-        help="Neuron kind, for checkpoints that do not say (or to override it).", rich_help_panel=CHECKPOINT)] = None,
-    tau: Annotated[Optional[float], typer.Option(
-        help="Membrane time constant tau (> 1; gamma = 1 - 1/tau).", rich_help_panel=CHECKPOINT)] = None,
-    v_threshold: Annotated[Optional[float], typer.Option(
-        "--v-threshold", help="Firing threshold theta.", rich_help_panel=CHECKPOINT)] = None,
-    surrogate: Annotated[Optional[Surrogate], typer.Option(
-        help="Surrogate gradient of the spike.", rich_help_panel=CHECKPOINT)] = None,
-    alpha: Annotated[Optional[float], typer.Option(
-        help="Surrogate width or sharpness alpha.", rich_help_panel=CHECKPOINT)] = None,
-    T: Annotated[Optional[int], typer.Option(
-        "--T", help="Time steps a static input is repeated over.", rich_help_panel=CHECKPOINT)] = None,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Fully unpickle checkpoints and input files: they may run code. Only for "
-        "files you trust.", rich_help_panel=CHECKPOINT)] = False,
-    input: Annotated[Optional[Path], typer.Option(
-        "--input", help=".pt or .npz file with x ([N, ...] or [T, N, ...]) and optional labels y.",
-        rich_help_panel=INPUTS)] = None,
-    data: Annotated[Optional[str], typer.Option(
-        help="cifar10:DIR, cifar100:DIR, task:NAME[:key=value,...] or random. Default: the task stored in a "
-        "gradflow checkpoint, else random input.", rich_help_panel=INPUTS)] = None,
-    samples: Annotated[int, typer.Option(
-        help="Input samples to record in all, over several backward passes.", rich_help_panel=INPUTS)] = 1024,
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", help="Samples per backward pass. Default: as many as fit --memory-limit, at most 256.",
-        show_default=False, rich_help_panel=INPUTS)] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the input samples.", rich_help_panel=INPUTS)] = 0,
-    mode: Annotated[Mode, typer.Option(
-        help="eval: batch norm uses its running statistics; train: batch statistics (running statistics "
-        "are restored afterwards).", rich_help_panel=RECORDING)] = Mode("eval"),
-    loss: Annotated[Loss, typer.Option(
-        help="ce: mean over t of the cross-entropy of the step logits; tet adds the TET regulariser. A "
-        "built-in task scores its own readout steps.", rich_help_panel=RECORDING)] = Loss("ce"),
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", rich_help_panel=RECORDING)] = "cpu",
-    max_lag: Annotated[Optional[int], typer.Option(
-        "--max-lag", help="Largest lag of the pair matrix (bounds time and memory). Default: T - 1.",
-        show_default=False, rich_help_panel=RECORDING)] = None,
-    no_pairs: Annotated[bool, typer.Option(
-        "--no-pairs", help="Skip the pair matrix, the lags and the theory comparison.",
-        rich_help_panel=RECORDING)] = False,
-    memory_limit: Annotated[float, typer.Option(
-        "--memory-limit", help="Stop if the estimated memory of one backward pass exceeds this many GiB.",
-        rich_help_panel=RECORDING)] = 8.0,
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Report directory (written atomically).", rich_help_panel=OUTPUT)] = Path(DEFAULT_OUT),
-    force: Annotated[bool, typer.Option(
-        "--force", help="Replace an existing report directory.", rich_help_panel=OUTPUT)] = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print summary.json to stdout (for scripts).", rich_help_panel=OUTPUT)] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No progress, notes or terminal table.", rich_help_panel=OUTPUT)] = False,
+    checkpoints: CheckpointsArgument = None,
+    arch: ArchOption = None,
+    neuron: NeuronOption = None,
+    tau: TauOption = None,
+    v_threshold: VThresholdOption = None,
+    surrogate: SurrogateOption = None,
+    alpha: AlphaOption = None,
+    T: StepsOption = None,
+    trust_checkpoint: TrustCheckpointOption = False,
+    input: InputOption = None,
+    data: DataOption = None,
+    samples: SamplesOption = 1024,
+    batch_size: BatchSizeOption = None,
+    seed: SeedOption = 0,
+    mode: ModeOption = Mode("eval"),
+    loss: LossOption = Loss("ce"),
+    device: DeviceOption = "cpu",
+    max_lag: MaxLagOption = None,
+    no_pairs: NoPairsOption = False,
+    memory_limit: MemoryLimitOption = 8.0,
+    out: OutOption = Path(DEFAULT_OUT),
+    force: ForceOption = False,
+    as_json: AsJsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Record spatial vs temporal gradients of checkpoints and write tables, figures and an HTML report.
 

@@ -31,28 +31,39 @@ TRAINING_FORMATS = {"time_ms": ".1f", "time_ratio": ".2f", "peak_mb": ".1f", "ex
                     "peak_ratio": ".2f"}
 
 
+# The command's parameters, one alias each (Typer reads the help text and panel from them).
+QuickOption = Annotated[bool, typer.Option(
+    "--quick", help="A small run (seconds): small sizes, T in {4, 8}, a tiny MLP and a batch-1, T=2 "
+    "ResNet-18.", rich_help_panel=RUN)]
+PartOption = Annotated[BenchPart, typer.Option(
+    help="all, neurons (one neuron layer) or training (a training step, plain vs recorded).",
+    rich_help_panel=RUN)]
+DeviceOption = Annotated[str, typer.Option(
+    help="torch device: cpu, or cuda when a GPU is present (timed with CUDA events).", rich_help_panel=RUN)]
+ThreadsOption = Annotated[int, typer.Option(
+    help="torch CPU threads for the run and its memory subprocesses.", rich_help_panel=RUN)]
+PeakOption = Annotated[bool, typer.Option(
+    help="Measure peak memory (CPU: peak RSS of one call, read from /proc); --no-peak reports "
+    "saved-for-backward bytes only.", rich_help_panel=RUN)]
+IsolatedOption = Annotated[bool, typer.Option(
+    "--isolated-peak", help="Measure each variant's peak memory in a fresh subprocess (slower, cleaner).",
+    rich_help_panel=RUN)]
+OutOption = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Write all rows, the settings and the targets as JSON to this file.",
+    rich_help_panel=OUTPUT)]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress lines; tables only.", rich_help_panel=OUTPUT)]
+
+
 def bench_command(
-    quick: Annotated[bool, typer.Option(
-        "--quick", help="A small run (seconds): small sizes, T in {4, 8}, a tiny MLP and a batch-1, T=2 "
-        "ResNet-18.", rich_help_panel=RUN)] = False,
-    part: Annotated[BenchPart, typer.Option(
-        help="all, neurons (one neuron layer) or training (a training step, plain vs recorded).",
-        rich_help_panel=RUN)] = BenchPart("all"),
-    device: Annotated[str, typer.Option(
-        help="torch device: cpu, or cuda when a GPU is present (timed with CUDA events).", rich_help_panel=RUN)] = "cpu",
-    threads: Annotated[int, typer.Option(
-        help="torch CPU threads for the run and its memory subprocesses.", rich_help_panel=RUN)] = 1,
-    peak: Annotated[bool, typer.Option(
-        help="Measure peak memory (CPU: peak RSS of one call, read from /proc); --no-peak reports "
-        "saved-for-backward bytes only.", rich_help_panel=RUN)] = True,
-    isolated: Annotated[bool, typer.Option(
-        "--isolated-peak", help="Measure each variant's peak memory in a fresh subprocess (slower, cleaner).",
-        rich_help_panel=RUN)] = False,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Write all rows, the settings and the targets as JSON to this file.",
-        rich_help_panel=OUTPUT)] = None,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No progress lines; tables only.", rich_help_panel=OUTPUT)] = False,
+    quick: QuickOption = False,
+    part: PartOption = BenchPart("all"),
+    device: DeviceOption = "cpu",
+    threads: ThreadsOption = 1,
+    peak: PeakOption = True,
+    isolated: IsolatedOption = False,
+    out: OutOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Benchmark gradflow's neurons and recorder; ratios against a baseline run in the same process.
 

@@ -10,10 +10,10 @@ import typer
 
 from gradflow.lab.experiments import EXPERIMENTS
 
-from .choices import ExperimentName, value
+from .choices import Arch, ExperimentName, value
 from .common import add_command, echo
 
-RUNS = "Runs"
+RUNS, SCALE = "Runs", "Scale (experiments that take it)"
 
 
 def experiment_command(
@@ -29,6 +29,13 @@ def experiment_command(
         help="Tiny grids and budgets, seconds (for testing the pipeline; the numbers mean nothing).",
         rich_help_panel=RUNS)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per run.", rich_help_panel=RUNS)] = False,
+    data: Annotated[Optional[str], typer.Option(
+        help="Another dataset, e.g. cifar10:DIR.", show_default=False, rich_help_panel=SCALE)] = None,
+    arch: Annotated[Optional[Arch], typer.Option(help="Another architecture.", rich_help_panel=SCALE)] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="torch device, e.g. cuda.", show_default=False, rich_help_panel=SCALE)] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        help="Training epochs of every run.", show_default=False, rich_help_panel=SCALE)] = None,
 ) -> None:
     """Regenerate the tables and figures of a committed report under reports/.
 
@@ -38,8 +45,10 @@ def experiment_command(
     # imported here to keep `gradflow --help` quick (torch loads only when a command runs)
     from gradflow.lab.experiments import run_experiment
 
+    options = {k: v for k, v in dict(data=data, arch=value(arch), device=device, epochs=epochs).items()
+               if v is not None}
     run_experiment(value(experiment), str(out), seeds=list(seeds) if seeds else [0, 1, 2], quick=quick,
-                   log=None if quiet else typer.echo)
+                   log=None if quiet else typer.echo, options=options)
     echo(f"wrote {out}/summary.md")
 
 

@@ -46,45 +46,66 @@ def _half_life_table(half_lives, *, surrogate: str, tau: float, max_lag: int) ->
     return table(rows, columns, right=columns)
 
 
+# The command's parameters, one alias each (Typer reads the help text and panel from them).
+TauOption = Annotated[float, typer.Option(
+    help="Membrane time constant tau (> 1; gamma = 1 - 1/tau) of the chosen setting: summary.json and the "
+    "eps(u) figure.", rich_help_panel=NEURON)]
+TausOption = Annotated[Optional[List[float]], typer.Option(
+    "--taus", metavar="TAU", help="A tau of the lag curves and the half-life map; repeat for several "
+    "(--taus 1.5 --taus 4; --tau is always added). Default: 1.1, 1.5, 2, 3 and 4.", show_default=False,
+    rich_help_panel=NEURON)]
+VThresholdOption = Annotated[float, typer.Option(
+    "--v-threshold", help="Firing threshold theta.", rich_help_panel=NEURON)]
+SurrogateOption = Annotated[Surrogate, typer.Option(
+    help="Surrogate gradient of the spike.", rich_help_panel=NEURON)]
+AlphaOption = Annotated[Optional[float], typer.Option(
+    help="Surrogate width or sharpness alpha. Default: the surrogate's own (rectangle 1, sigmoid 4, atan 2, "
+    "triangle 1).", show_default=False, rich_help_panel=NEURON)]
+NeuronOption = Annotated[TheoryNeuron, typer.Option(
+    help="lif, clif or both (side by side). The eps(u) figure always shows both.",
+    rich_help_panel=NEURON)]
+ResetOption = Annotated[Reset, typer.Option(
+    help="soft (subtract theta) or hard (set to --v-reset; LIF only).", rich_help_panel=NEURON)]
+VResetOption = Annotated[Optional[float], typer.Option(
+    "--v-reset", help="Reset potential of the hard reset. Default: 0.", show_default=False,
+    rich_help_panel=NEURON)]
+DetachResetOption = Annotated[bool, typer.Option(
+    "--detach-reset", help="Stop the gradient through the spike in the reset.", rich_help_panel=NEURON)]
+MaxLagOption = Annotated[Optional[int], typer.Option(
+    "--max-lag", help="Longest lag predicted. Default: T - 1.", show_default=False, rich_help_panel=INPUT)]
+StepsOption = Annotated[int, typer.Option("--T", help="Time steps of the simulated layer.", rich_help_panel=INPUT)]
+MeanOption = Annotated[float, typer.Option(help="Mean of the i.i.d. Gaussian input current.", rich_help_panel=INPUT)]
+StdOption = Annotated[float, typer.Option(help="Standard deviation of the input current.", rich_help_panel=INPUT)]
+NOption = Annotated[int, typer.Option(
+    "--n", help="Simulated neurons per tau (Monte Carlo size).", rich_help_panel=INPUT)]
+SeedOption = Annotated[int, typer.Option(help="Seed of the simulated currents.", rich_help_panel=INPUT)]
+OutOption = Annotated[Path, typer.Option(
+    "--out", "-o", help="Report directory (written atomically).", rich_help_panel=OUTPUT)]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", help="Replace an existing report directory.", rich_help_panel=OUTPUT)]
+AsJsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print summary.json to stdout (for scripts).", rich_help_panel=OUTPUT)]
+
+
 def theory_command(
-    tau: Annotated[float, typer.Option(
-        help="Membrane time constant tau (> 1; gamma = 1 - 1/tau) of the chosen setting: summary.json and the "
-        "eps(u) figure.", rich_help_panel=NEURON)] = 2.0,
-    taus: Annotated[Optional[List[float]], typer.Option(
-        "--taus", metavar="TAU", help="A tau of the lag curves and the half-life map; repeat for several "
-        "(--taus 1.5 --taus 4; --tau is always added). Default: 1.1, 1.5, 2, 3 and 4.", show_default=False,
-        rich_help_panel=NEURON)] = None,
-    v_threshold: Annotated[float, typer.Option(
-        "--v-threshold", help="Firing threshold theta.", rich_help_panel=NEURON)] = 1.0,
-    surrogate: Annotated[Surrogate, typer.Option(
-        help="Surrogate gradient of the spike.", rich_help_panel=NEURON)] = Surrogate("rectangle"),
-    alpha: Annotated[Optional[float], typer.Option(
-        help="Surrogate width or sharpness alpha. Default: the surrogate's own (rectangle 1, sigmoid 4, atan 2, "
-        "triangle 1).", show_default=False, rich_help_panel=NEURON)] = None,
-    neuron: Annotated[TheoryNeuron, typer.Option(
-        help="lif, clif or both (side by side). The eps(u) figure always shows both.",
-        rich_help_panel=NEURON)] = TheoryNeuron("both"),
-    reset: Annotated[Reset, typer.Option(
-        help="soft (subtract theta) or hard (set to --v-reset; LIF only).", rich_help_panel=NEURON)] = Reset("soft"),
-    v_reset: Annotated[Optional[float], typer.Option(
-        "--v-reset", help="Reset potential of the hard reset. Default: 0.", show_default=False,
-        rich_help_panel=NEURON)] = None,
-    detach_reset: Annotated[bool, typer.Option(
-        "--detach-reset", help="Stop the gradient through the spike in the reset.", rich_help_panel=NEURON)] = False,
-    max_lag: Annotated[Optional[int], typer.Option(
-        "--max-lag", help="Longest lag predicted. Default: T - 1.", show_default=False, rich_help_panel=INPUT)] = None,
-    T: Annotated[int, typer.Option("--T", help="Time steps of the simulated layer.", rich_help_panel=INPUT)] = 8,
-    mean: Annotated[float, typer.Option(help="Mean of the i.i.d. Gaussian input current.", rich_help_panel=INPUT)] = 0.5,
-    std: Annotated[float, typer.Option(help="Standard deviation of the input current.", rich_help_panel=INPUT)] = 0.5,
-    n: Annotated[int, typer.Option(
-        "--n", help="Simulated neurons per tau (Monte Carlo size).", rich_help_panel=INPUT)] = 20_000,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated currents.", rich_help_panel=INPUT)] = 0,
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Report directory (written atomically).", rich_help_panel=OUTPUT)] = Path(DEFAULT_OUT),
-    force: Annotated[bool, typer.Option(
-        "--force", help="Replace an existing report directory.", rich_help_panel=OUTPUT)] = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print summary.json to stdout (for scripts).", rich_help_panel=OUTPUT)] = False,
+    tau: TauOption = 2.0,
+    taus: TausOption = None,
+    v_threshold: VThresholdOption = 1.0,
+    surrogate: SurrogateOption = Surrogate("rectangle"),
+    alpha: AlphaOption = None,
+    neuron: NeuronOption = TheoryNeuron("both"),
+    reset: ResetOption = Reset("soft"),
+    v_reset: VResetOption = None,
+    detach_reset: DetachResetOption = False,
+    max_lag: MaxLagOption = None,
+    T: StepsOption = 8,
+    mean: MeanOption = 0.5,
+    std: StdOption = 0.5,
+    n: NOption = 20_000,
+    seed: SeedOption = 0,
+    out: OutOption = Path(DEFAULT_OUT),
+    force: ForceOption = False,
+    as_json: AsJsonOption = False,
 ) -> None:
     """Draw the closed-form theory: eps(u) for LIF vs CLIF, relative_k over the lag, a half-life map.
 

@@ -61,69 +61,100 @@ class _EpochPrinter:
              f"{row['test_accuracy']:.1%}  ({row['seconds']:.1f} s)", not self.show)
 
 
+# The command's parameters, one alias each (Typer reads the help text and panel from them).
+TaskOption = Annotated[str, typer.Option(
+    help=f"Built-in task NAME or NAME:key=value,... with NAME one of {', '.join(schema.TASKS)}; e.g. "
+    "'delay:delay=8' (a cue, D steps of distractor noise, the answer scored at the last step) or "
+    "'shapes:num_classes=8' (static images).", rich_help_panel=TASK)]
+DataOption = Annotated[Optional[str], typer.Option(
+    help="Train on a dataset instead of --task: cifar10:DIR or cifar100:DIR (the python-version folder; "
+    "no download, no augmentation; --n-train/--n-test images are drawn from its splits).",
+    rich_help_panel=TASK)]
+StepsOption = Annotated[Optional[int], typer.Option(
+    "--T", help="Time steps of a static task (the delay task fixes its own).", show_default=False,
+    rich_help_panel=TASK)]
+NTrainOption = Annotated[int, typer.Option(help="Training samples drawn from the task.", rich_help_panel=TASK)]
+NTestOption = Annotated[int, typer.Option(help="Test samples drawn from the task.", rich_help_panel=TASK)]
+SeedOption = Annotated[int, typer.Option(
+    help="Seed of the data, the initial weights and the batch order.", rich_help_panel=TASK)]
+ResampleOption = Annotated[bool, typer.Option(
+    help="Draw a fresh training set every epoch (no over-fitting).", rich_help_panel=TASK)]
+ArchOption = Annotated[Arch, typer.Option(help="Architecture.", rich_help_panel=MODEL)]
+WidthsOption = Annotated[Optional[List[int]], typer.Option(
+    "--widths", metavar="WIDTH", help="Hidden width of the mlp; repeat for several layers "
+    "(--widths 64 --widths 64, the default).", show_default=False, rich_help_panel=MODEL)]
+NeuronOption = Annotated[Neuron, typer.Option(help="Neuron kind.", rich_help_panel=MODEL)]
+TauOption = Annotated[float, typer.Option(
+    help="Membrane time constant (gamma = 1 - 1/tau); PLIF's initial tau.", rich_help_panel=MODEL)]
+BackendOption = Annotated[Backend, typer.Option(
+    help="Neuron implementation: torch (autograd per step) or fused (one hand-derived backward; same "
+    "numbers, faster).", rich_help_panel=MODEL)]
+EpochsOption = Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=OPTIMISATION)]
+OptimizerOption = Annotated[Optimizer, typer.Option(
+    help="sgd (momentum 0.9) or adam.", rich_help_panel=OPTIMISATION)]
+LrOption = Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIMISATION)]
+BatchSizeOption = Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=OPTIMISATION)]
+LossOption = Annotated[Loss, typer.Option(
+    help="ce: cross-entropy over the scored steps; tet adds the TET regulariser.",
+    rich_help_panel=OPTIMISATION)]
+TruncateOption = Annotated[Optional[int], typer.Option(
+    help="Truncated BPTT with blocks of k steps: the neuron state (v, and m for CLIF) entering every step "
+    "t > 0 with t % k == 0 is detached, so gradients cross no block boundary through a neuron's own "
+    "state; spatial paths are kept. 1 = spatial gradients only; unset or >= T = full BPTT.",
+    show_default=False, rich_help_panel=OPTIMISATION)]
+SwitchToOption = Annotated[Optional[Neuron], typer.Option(
+    help="After --at-epoch E, replace every neuron by this kind, keeping the weights.",
+    rich_help_panel=OPTIMISATION)]
+AtEpochOption = Annotated[Optional[int], typer.Option(
+    help="The epoch after which --switch-to happens.", rich_help_panel=OPTIMISATION)]
+RecordEveryOption = Annotated[Optional[int], typer.Option(
+    help="Every N epochs (and before training), record the gradient flow on a fixed probe batch and write "
+    "per_step.csv, lags.csv, weights.csv with an epoch column.", show_default=False,
+    rich_help_panel=RECORDING)]
+RecordBatchOption = Annotated[int, typer.Option(
+    help="Probe batch size for --record-every.", rich_help_panel=RECORDING)]
+RecordPairsOption = Annotated[bool, typer.Option(
+    help="Also write pairs.csv with --record-every.", rich_help_panel=RECORDING)]
+DeviceOption = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.", rich_help_panel=OUTPUT)]
+OutOption = Annotated[Path, typer.Option(
+    "--out", "-o", help="Output directory: model.pt (a gradflow checkpoint), history.csv and the recorded "
+    "tables.", rich_help_panel=OUTPUT)]
+ForceOption = Annotated[bool, typer.Option(help="Overwrite an existing model.pt in --out.", rich_help_panel=OUTPUT)]
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress bar or epoch lines.", rich_help_panel=OUTPUT)]
+AsJsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print the final metrics as JSON.", rich_help_panel=OUTPUT)]
+
+
 def train_command(
-    task: Annotated[str, typer.Option(
-        help=f"Built-in task NAME or NAME:key=value,... with NAME one of {', '.join(schema.TASKS)}; e.g. "
-        "'delay:delay=8' (a cue, D steps of distractor noise, the answer scored at the last step) or "
-        "'shapes:num_classes=8' (static images).", rich_help_panel=TASK)] = "delay",
-    data: Annotated[Optional[str], typer.Option(
-        help="Train on a dataset instead of --task: cifar10:DIR or cifar100:DIR (the python-version folder; "
-        "no download, no augmentation; --n-train/--n-test images are drawn from its splits).",
-        rich_help_panel=TASK)] = None,
-    T: Annotated[Optional[int], typer.Option(
-        "--T", help="Time steps of a static task (the delay task fixes its own).", show_default=False,
-        rich_help_panel=TASK)] = None,
-    n_train: Annotated[int, typer.Option(help="Training samples drawn from the task.", rich_help_panel=TASK)] = 2048,
-    n_test: Annotated[int, typer.Option(help="Test samples drawn from the task.", rich_help_panel=TASK)] = 1024,
-    seed: Annotated[int, typer.Option(
-        help="Seed of the data, the initial weights and the batch order.", rich_help_panel=TASK)] = 0,
-    resample: Annotated[bool, typer.Option(
-        help="Draw a fresh training set every epoch (no over-fitting).", rich_help_panel=TASK)] = False,
-    arch: Annotated[Arch, typer.Option(help="Architecture.", rich_help_panel=MODEL)] = Arch("mlp"),
-    widths: Annotated[Optional[List[int]], typer.Option(
-        "--widths", metavar="WIDTH", help="Hidden width of the mlp; repeat for several layers "
-        "(--widths 64 --widths 64, the default).", show_default=False, rich_help_panel=MODEL)] = None,
-    neuron: Annotated[Neuron, typer.Option(help="Neuron kind.", rich_help_panel=MODEL)] = Neuron("lif"),
-    tau: Annotated[float, typer.Option(
-        help="Membrane time constant (gamma = 1 - 1/tau); PLIF's initial tau.", rich_help_panel=MODEL)] = 2.0,
-    backend: Annotated[Backend, typer.Option(
-        help="Neuron implementation: torch (autograd per step) or fused (one hand-derived backward; same "
-        "numbers, faster).", rich_help_panel=MODEL)] = Backend("torch"),
-    epochs: Annotated[int, typer.Option(help="Training epochs.", rich_help_panel=OPTIMISATION)] = 10,
-    optimizer: Annotated[Optimizer, typer.Option(
-        help="sgd (momentum 0.9) or adam.", rich_help_panel=OPTIMISATION)] = Optimizer("adam"),
-    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=OPTIMISATION)] = 5e-3,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=OPTIMISATION)] = 64,
-    loss: Annotated[Loss, typer.Option(
-        help="ce: cross-entropy over the scored steps; tet adds the TET regulariser.",
-        rich_help_panel=OPTIMISATION)] = Loss("ce"),
-    truncate: Annotated[Optional[int], typer.Option(
-        help="Truncated BPTT with blocks of k steps: the neuron state (v, and m for CLIF) entering every step "
-        "t > 0 with t % k == 0 is detached, so gradients cross no block boundary through a neuron's own "
-        "state; spatial paths are kept. 1 = spatial gradients only; unset or >= T = full BPTT.",
-        show_default=False, rich_help_panel=OPTIMISATION)] = None,
-    switch_to: Annotated[Optional[Neuron], typer.Option(
-        help="After --at-epoch E, replace every neuron by this kind, keeping the weights.",
-        rich_help_panel=OPTIMISATION)] = None,
-    at_epoch: Annotated[Optional[int], typer.Option(
-        help="The epoch after which --switch-to happens.", rich_help_panel=OPTIMISATION)] = None,
-    record_every: Annotated[Optional[int], typer.Option(
-        help="Every N epochs (and before training), record the gradient flow on a fixed probe batch and write "
-        "per_step.csv, lags.csv, weights.csv with an epoch column.", show_default=False,
-        rich_help_panel=RECORDING)] = None,
-    record_batch: Annotated[int, typer.Option(
-        help="Probe batch size for --record-every.", rich_help_panel=RECORDING)] = 128,
-    record_pairs: Annotated[bool, typer.Option(
-        help="Also write pairs.csv with --record-every.", rich_help_panel=RECORDING)] = False,
-    device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.", rich_help_panel=OUTPUT)] = "cpu",
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", help="Output directory: model.pt (a gradflow checkpoint), history.csv and the recorded "
-        "tables.", rich_help_panel=OUTPUT)] = Path("gradflow-train"),
-    force: Annotated[bool, typer.Option(help="Overwrite an existing model.pt in --out.", rich_help_panel=OUTPUT)] = False,
-    quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No progress bar or epoch lines.", rich_help_panel=OUTPUT)] = False,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the final metrics as JSON.", rich_help_panel=OUTPUT)] = False,
+    task: TaskOption = "delay",
+    data: DataOption = None,
+    T: StepsOption = None,
+    n_train: NTrainOption = 2048,
+    n_test: NTestOption = 1024,
+    seed: SeedOption = 0,
+    resample: ResampleOption = False,
+    arch: ArchOption = Arch("mlp"),
+    widths: WidthsOption = None,
+    neuron: NeuronOption = Neuron("lif"),
+    tau: TauOption = 2.0,
+    backend: BackendOption = Backend("torch"),
+    epochs: EpochsOption = 10,
+    optimizer: OptimizerOption = Optimizer("adam"),
+    lr: LrOption = 5e-3,
+    batch_size: BatchSizeOption = 64,
+    loss: LossOption = Loss("ce"),
+    truncate: TruncateOption = None,
+    switch_to: SwitchToOption = None,
+    at_epoch: AtEpochOption = None,
+    record_every: RecordEveryOption = None,
+    record_batch: RecordBatchOption = 128,
+    record_pairs: RecordPairsOption = False,
+    device: DeviceOption = "cpu",
+    out: OutOption = Path("gradflow-train"),
+    force: ForceOption = False,
+    quiet: QuietOption = False,
+    as_json: AsJsonOption = False,
 ) -> None:
     """Train a spiking network on a built-in task or CIFAR and save a gradflow checkpoint.
 

@@ -1,4 +1,5 @@
-"""Losses over per-step logits ``O[t]`` of shape ``[T, N, classes]`` (SPEC §4).
+"""Losses over per-step logits ``O[t]`` of shape ``[T, N, classes]`` (docs/reference.md, Inputs, losses and
+analysis settings).
 
 The default, :func:`ce_over_time`, is the mean over t of the cross-entropy of the step-t logits,
 ``L = (1/T) sum_t CE(O[t], y)``, the CE part of TET as the official CLIF training code computes it.

@@ -46,8 +46,7 @@ from . import __version__, models
 from .errors import UsageError
 from .io import checkpoints
 from .losses import get_loss
-from .models import neuron_options, neurons_of, set_backend
-from .neurons import SpikingNeuron, build_neuron
+from .models import neurons_of, set_backend, set_truncation, swap_neurons
 from .recorder import record
 from .schema import BACKENDS, NEURON_KINDS, OPTIMIZERS
 from .tasks import Task, make_task, parse_task
@@ -57,8 +56,8 @@ __all__ = [
     "TrainResult",
     "train",
     "evaluate",
-    "set_truncation",
-    "swap_neurons",
+    "set_truncation",  # defined in gradflow.models.surgery, used here
+    "swap_neurons",  # defined in gradflow.models.surgery, used here
     "checkpoint_meta",
     "clif_to_lif",
     "model_input",
@@ -85,7 +84,7 @@ def _check_int(name: str, value: Any, lo: int, optional: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
-        raise _bad(name, f"{name} must be {what}{' or None' if optional else ''}, got {value!r}.")
+        raise _bad(name, f"{name} must be {what}, got {value!r}.")
 
 
 @dataclass
@@ -198,57 +197,6 @@ class TrainResult(NamedTuple):
         for name, df in self.records.items():
             df.to_csv(os.path.join(out, f"{name}.csv"), index=False)
         return ["model.pt", "history.csv"] + [f"{n}.csv" for n in self.records]
-
-
-# ----------------------------------------------------------------------------- model helpers
-
-
-def set_truncation(model: nn.Module, k: Optional[int]) -> int:
-    """Set ``truncate = k`` on every neuron of ``model`` (None: full BPTT); returns how many were set.
-
-    See the module docstring for exactly what is detached.
-    """
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise _bad("truncate", f"truncate must be a positive integer number of steps, got {k!r}.")
-    layers = neurons_of(model)
-    if not layers:
-        raise UsageError("The model has no gradflow spiking neurons to truncate.")
-    for m in layers:
-        m.truncate = k
-    return len(layers)
-
-
-def swap_neurons(model: nn.Module, kind: str, **overrides: Any) -> nn.Module:
-    """Replace every neuron of ``model`` in place by a ``kind`` neuron, keeping all weights.
-
-    The new neurons copy the old ones' options (:func:`gradflow.models.neuron_options`: ``tau`` at its
-    current value for PLIF, threshold, surrogate, reset, detach, truncation, backend); ``overrides``
-    (e.g. ``v_reset=0.0``) win. The model's ``config`` follows (``neuron`` and the neuron keyword
-    arguments), so checkpoints stay self-describing. Returns ``model``.
-    """
-    kind = str(kind).lower()
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, SpikingNeuron):
-                new = build_neuron(kind, **{**neuron_options(child, kind), **overrides})
-                p = next(child.parameters(), None)
-                if p is not None:
-                    new.to(p.device)
-                new.train(child.training)
-                setattr(parent, name, new)
-                replaced += 1
-    if not replaced:
-        raise UsageError("The model has no gradflow spiking neurons to swap.")
-    if hasattr(model, "neuron_kind"):
-        model.neuron_kind = kind
-    if isinstance(getattr(model, "neuron_kwargs", None), dict):
-        nk = dict(model.neuron_kwargs)
-        nk.update({k: v for k, v in overrides.items() if k != "truncate"})
-        if kind == "clif":
-            nk.pop("v_reset", None)
-        model.neuron_kwargs = {k: v for k, v in nk.items() if v is not None or k != "v_reset"}
-    return model
 
 
 def model_input(x: torch.Tensor, arch: str, task: Task) -> torch.Tensor:

@@ -149,8 +149,8 @@ def test_lists_are_repeated_options(tmp_path):
     (["analyze", "--samples", "0"], 2, "--samples must be a positive integer, got 0."),
     (["analyze", "--max-lag", "-1"], 2, "--max-lag must be a non-negative integer, got -1."),
     (["analyze", "--T", "0"], 2, "--T must be a positive integer"),
-    (["analyze", "--memory-limit", "0.000001", "--samples", "8"], 2, "use --max-lag, a smaller --batch-size, or "
-                                                                      "raise --memory-limit."),
+    (["analyze", "--memory-limit", "0.000001", "--samples", "8"], 2, "use --max-lag, a smaller --batch-size or "
+                                                                      "fewer --samples, or raise --memory-limit."),
     (["train", "--task", TINY, "--switch-to", "clif"], 2, "--switch-to and --at-epoch go together"),
     (["train", "--task", TINY, "--lr", "0"], 2, "--lr must be a positive number"),
     (["train", "--task", TINY, "--T", "9"], 2, "leave --T unset"),

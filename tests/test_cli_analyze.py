@@ -14,16 +14,16 @@ import torch
 from typer.testing import CliRunner
 
 import gradflow
-from gradflow.analysis import AnalysisConfig, analyze, estimate_memory
+from gradflow.analysis import AnalysisConfig, analyze, estimate_memory, retained_memory
 from gradflow.errors import UsageError
 from gradflow.io.checkpoints import demo_checkpoint_paths, load_checkpoint
-from gradflow.io.inputs import resolve_input
+from gradflow.recorder import sample_bytes
 from gradflow.schema import LAGS_COLUMNS, PAIRS_COLUMNS, PER_STEP_COLUMNS, WEIGHTS_COLUMNS
 from gradflow.tasks import make_task
 from gradflow_cli.main import app
 
 runner = CliRunner()
-SPEC_FILES = ["summary.json", "per_step.csv", "pairs.csv", "lags.csv", "weights.csv", "theory.csv",
+REPORT_FILES = ["summary.json", "per_step.csv", "pairs.csv", "lags.csv", "weights.csv", "theory.csv",
               "report.md", "index.html"]
 
 
@@ -45,7 +45,7 @@ def test_version_and_help():
 
 def test_demo_report_has_every_spec_file(demo_report):
     out, output = demo_report
-    for name in SPEC_FILES:
+    for name in REPORT_FILES:
         assert (out / name).is_file(), name
     pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
     svgs = sorted(p.name for p in (out / "figures").glob("*.svg"))
@@ -119,13 +119,15 @@ def test_automatic_batch_size_fits_the_memory_limit():
     net = gradflow.models.build("mlp", neuron="lif", in_features=6, widths=(16,), num_classes=3, T=4)
     one = estimate_memory(net, torch.randn(1, 6), pairs=True, max_lag=None)
     assert estimate_memory(net, torch.randn(8, 6), pairs=True, max_lag=None) == pytest.approx(8 * one)
-    limit = 5.5 * one / 2**30  # room for 5 samples: the largest power of two that fits is 4
+    kept = retained_memory(net, torch.randn(1, 6), 10, pairs=True, max_lag=None)
+    assert kept == 10 * 1 * sample_bytes(4, None, True)  # per sample and layer, over all passes
+    limit = (kept + 5.5 * one) / 2**30  # room for 5 samples per pass: the largest power of two is 4
     res = analyze(net, samples=10, memory_limit_gb=limit)
     assert res.meta["batch_size"] == 4 and res.meta["batches"] == 3 and res.meta["samples"] == 10
     assert analyze(net, samples=10).meta["batch_size"] == 10  # no limit in reach: one pass
     with pytest.raises(UsageError, match="memory_limit_gb") as err:
         analyze(net, samples=10, batch_size=8, memory_limit_gb=limit)
-    assert err.value.arguments == ("max_lag", "batch_size", "memory_limit_gb")
+    assert err.value.arguments == ("max_lag", "batch_size", "samples", "memory_limit_gb")
 
 
 def test_analysis_leaves_the_model_as_it_found_it():
@@ -145,7 +147,7 @@ def test_library_pipeline_writes_what_the_command_writes(tmp_path):
     assert list(res.summary.columns[:2]) == ["run", "layer"] and len(res.summary) == 4
     assert res.findings() and res.title == "gradflow: LIF (mlp) vs CLIF (mlp)"
     path = res.write(tmp_path / "r")
-    for name in SPEC_FILES:
+    for name in REPORT_FILES:
         assert (path / name).is_file(), name
     written = pd.read_csv(path / "summary.csv")
     assert written["layer"].tolist() == res.summary["layer"].tolist()
@@ -167,7 +169,7 @@ def test_single_checkpoint_json_output(tmp_path):
     res = runner.invoke(app, ["analyze", str(demo_checkpoint_paths()[1]), "--out", str(tmp_path / "r"),
                               "--json", "--samples", "16", "--batch-size", "8", "--max-lag", "2"])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output)
+    summary = json.loads(res.stdout)  # warnings, if any, go to stderr
     assert summary["neuron"] == "clif" and summary["max_lag"] == 2 and summary["samples"] == 16
     assert pd.read_csv(tmp_path / "r" / "lags.csv").lag.max() == 2
     # an existing report is refused without --force, replaced with it

@@ -1,8 +1,8 @@
 """Architectures (gradflow.models): official state_dict layout, neuron names, input handling, and
 equivalence with the official code's execution, one time step per network call.
 
-The step-by-step reference below is written from SPEC §5 independently of gradflow's time-merged
-forward: it calls the model's own layers on one step ``[N, ...]`` at a time, keeps each neuron's state
+The step-by-step reference below is written from the architecture description (docs/reference.md,
+Architectures) independently of gradflow's time-merged forward: it calls the model's own layers on one step ``[N, ...]`` at a time, keeps each neuron's state
 explicitly (``lif_step`` / ``clif_step`` with the module's ``NeuronParams``) and calls each batch norm once
 per step, as a single-step network called T times does.
 """

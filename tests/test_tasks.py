@@ -105,7 +105,7 @@ def test_scoring_uses_only_the_readout_steps():
 
 
 def test_registry():
-    assert set(TASKS) == {"delay", "shapes", "cifar10", "cifar100"}
+    assert set(TASKS) == {"delay", "shapes", "digits", "cifar10", "cifar100"}
     with pytest.raises(UsageError, match="cifar10:DIR"):
         from gradflow.tasks import parse_data
 

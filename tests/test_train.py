@@ -248,6 +248,9 @@ def test_experiment_pipeline_quick(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "±" in summary and (out / "figures" / "accuracy_vs_T.png").exists()
     assert not (out / "report.md").exists()
+    # scale options reach only experiments that take them
+    bad = runner.invoke(app, ["experiment", "lif-vs-clif-T", "--out", str(tmp_path / "n"), "--epochs", "2"])
+    assert bad.exit_code == 2 and "Experiment lif-vs-clif-T does not take --epochs." in bad.output
     bad = runner.invoke(app, ["experiment", "nope", "--out", str(tmp_path / "n")])
     assert bad.exit_code == 2 and "Unknown experiment 'nope'; choose one of lif-vs-clif-delay" in bad.output
 

@@ -1,4 +1,5 @@
-"""Spiking architectures by name: a small MLP and the official CLIF code's networks (SPEC §5).
+"""Spiking architectures by name: a small MLP and the official CLIF code's networks (docs/reference.md,
+Architectures).
 
 :func:`build` makes a model from its registry name; :func:`available` lists the names. Every model maps
 a static input (repeated over ``T`` steps) or a time-major ``[T, N, ...]`` input to per-step logits
@@ -35,10 +36,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
-import torch
+import torch  # noqa: F401  (used by the doctest above)
 
 from ..errors import UsageError
-from ..neurons import NEURONS, SpikingNeuron, build_neuron
+from ..neurons import NEURONS, build_neuron
 from ..surrogate import Surrogate
 from .base import SpikingModel, positive_int
 from .layers import (
@@ -53,6 +54,7 @@ from .layers import (
 from .mlp import SpikingMLP
 from .resnet import PreActBlock, SpikingResNet
 from .snn5 import ConvBNSpike, SNN5NoAP
+from .surgery import neuron_options, neurons_of, set_backend, set_truncation, swap_neurons
 from .vgg import VGG_CFGS, SpikingVGG
 
 __all__ = [
@@ -64,6 +66,8 @@ __all__ = [
     "neurons_of",
     "neuron_options",
     "set_backend",
+    "set_truncation",
+    "swap_neurons",
     "SpikingModel",
     "SpikingMLP",
     "SNN5NoAP",
@@ -154,43 +158,6 @@ def _checked_neuron_options(kind: str, given: Dict[str, Any]) -> Dict[str, Any]:
     except TypeError as err:
         raise UsageError(f"Bad neuron options {sorted(out)} for {kind} neurons: {err}.") from None
     return out
-
-
-def neurons_of(model: torch.nn.Module) -> List[SpikingNeuron]:
-    """Every gradflow spiking neuron module of ``model``, in registration order."""
-    return [m for m in model.modules() if isinstance(m, SpikingNeuron)]
-
-
-def neuron_options(neuron: SpikingNeuron, kind: Optional[str] = None) -> Dict[str, Any]:
-    """The keyword arguments that rebuild ``neuron`` as a ``kind`` neuron (default: its own kind).
-
-    ``tau`` (PLIF: its current value), ``v_threshold``, ``surrogate`` and ``alpha``, ``detach_reset``,
-    ``decay_input``, ``truncate``, ``backend``, and ``v_reset`` unless ``kind`` is ``clif`` (CLIF has
-    no hard reset).
-
-    >>> from gradflow.neurons import build_neuron
-    >>> opts = neuron_options(build_neuron("plif", tau=3.0), "clif")
-    >>> round(opts["tau"], 6), "v_reset" in opts
-    (3.0, False)
-    """
-    kind = neuron.kind if kind is None else str(kind).lower()
-    out = {
-        "tau": neuron.current_tau(), "v_threshold": neuron.v_threshold, "surrogate": neuron.sur.name,
-        "alpha": neuron.sur.alpha, "detach_reset": neuron.detach_reset, "decay_input": neuron.decay_input,
-        "truncate": neuron.truncate, "backend": neuron.backend,
-    }
-    if kind != "clif":
-        out["v_reset"] = neuron.v_reset
-    return out
-
-
-def set_backend(model: torch.nn.Module, backend: str) -> int:
-    """Run every neuron of ``model`` on ``backend`` (``torch`` or ``fused``: same numbers, see
-    :class:`gradflow.neurons.SpikingNeuron`); returns how many neurons were set."""
-    layers = neurons_of(model)
-    for m in layers:
-        m.backend = backend
-    return len(layers)
 
 
 def build(

@@ -1,4 +1,5 @@
-"""Pre-activation spiking ResNets, ``spiking_resnet18`` and ``spiking_resnet34`` (SPEC §5).
+"""Pre-activation spiking ResNets, ``spiking_resnet18`` and ``spiking_resnet34`` (docs/reference.md,
+Architectures).
 
 Stem ``conv1``: 3x3, stride 1, pad 1, no bias, to 64 channels. Four stages ``layer1..layer4`` of
 :class:`PreActBlock` (``[2, 2, 2, 2]`` or ``[3, 4, 6, 3]`` blocks; 64, 128, 256, 512 channels; first

@@ -1,4 +1,5 @@
-"""Spiking VGG with batch norm, ``spiking_vgg11_bn`` and ``spiking_vgg13_bn`` (SPEC §5).
+"""Spiking VGG with batch norm, ``spiking_vgg11_bn`` and ``spiking_vgg13_bn`` (docs/reference.md,
+Architectures).
 
 Five stages ``layer1..layer5``; each is a :class:`TimeSequential` of ``[Conv3x3(pad 1, bias),
 BatchNorm2d, neuron, TimeDropout]`` per convolution, then ``AvgPool2d(2)``. So a stage with two convs

@@ -5,6 +5,8 @@ name        what                                                  input
 ==========  ====================================================  ==========================
 delay       delayed cue recall; difficulty = the delay ``D``       ``[T, N, F]``, T = cue+D+readout
 shapes      drawn shapes (disk, square, ...), static over ``T``    ``[N, C, H, W]``
+digits      scikit-learn's handwritten digits (1797 real 8x8       ``[N, 1, S, S]``
+            images), static over ``T``
 cifar10     CIFAR-10 from a local python-version directory         ``[N, 3, 32, 32]``
 cifar100    CIFAR-100 from a local python-version directory        ``[N, 3, 32, 32]``
 ==========  ====================================================  ==========================
@@ -32,15 +34,18 @@ from ..errors import UsageError
 from .base import Task
 from .cifar import Cifar, make_cifar
 from .delay import DelayedCue
+from .digits import Digits
 from .shapes import SHAPE_NAMES, Shapes
 
-__all__ = ["Task", "DelayedCue", "Shapes", "Cifar", "SHAPE_NAMES", "TASKS", "make_task", "parse_task",
+__all__ = ["Task", "DelayedCue", "Shapes", "Digits", "Cifar", "SHAPE_NAMES", "TASKS", "make_task", "parse_task",
            "parse_data"]
 
-#: Task factories by name (CIFAR needs ``root``, a local directory).
+#: Task factories by name (the names, in this order, are :data:`gradflow.schema.TASKS`; a test checks).
+#: CIFAR needs ``root``, a local directory; digits needs scikit-learn.
 TASKS = {
     "delay": DelayedCue,
     "shapes": Shapes,
+    "digits": Digits,
     "cifar10": functools.partial(Cifar, which="cifar10"),
     "cifar100": functools.partial(Cifar, which="cifar100"),
 }

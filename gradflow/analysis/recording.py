@@ -1,0 +1,317 @@
+"""One model recorded over many input samples: memory estimate, batch size, the recorded backward passes
+(leaving the model as it was found), the theory comparison and the run's ``summary.json`` entries."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import theory
+from ..errors import DataError, UsageError
+from ..io.inputs import InputSource
+from ..losses import get_loss
+from ..neurons import SpikingNeuron
+from ..recorder import record, sample_bytes
+from .config import MAX_AUTO_BATCH, AnalysisConfig, Progress, _bad
+from .result import Analysis, versions
+
+__all__ = ["estimate_memory", "retained_memory", "analyze_model"]
+
+
+def _device(name: str) -> torch.device:
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise _bad("device", f"device {name!r} was asked for but no CUDA device is available here.")
+    return dev
+
+
+def _static_rank(model: torch.nn.Module) -> int:
+    return getattr(model, "static_rank", 4)
+
+
+def _n_samples(model: torch.nn.Module, x: torch.Tensor) -> int:
+    return x.shape[0] if x.dim() == _static_rank(model) else x.shape[1]
+
+
+def _first_samples(model: torch.nn.Module, x: torch.Tensor, y, n: int):
+    """The first ``n`` samples of a batch (sample axis 0 for static input, 1 for time-major input)."""
+    xs = x[:n] if x.dim() == _static_rank(model) else x[:, :n]
+    return xs, (None if y is None else y[:n])
+
+
+def _layer_sizes(model: torch.nn.Module, x: torch.Tensor) -> List[int]:
+    """Elements per sample of every neuron layer over all steps (``T * E_l``), from one no-grad forward
+    of the first sample of ``x``."""
+    sizes: List[int] = []
+    handles = [m.register_forward_hook(lambda mod, inp, out: sizes.append(out.shape[0] * out[0, :1].numel()))
+               for m in model.modules() if isinstance(m, SpikingNeuron)]
+    try:
+        one, _ = _first_samples(model, x, None, 1)
+        with torch.no_grad():
+            model(one)
+    finally:
+        for h in handles:
+            h.remove()
+    return sizes
+
+
+def estimate_memory(model: torch.nn.Module, x: torch.Tensor, *, pairs: bool, max_lag: Optional[int]) -> float:
+    """Estimated peak bytes of one recorded forward+backward of the batch ``x``.
+
+    One no-grad forward of a single sample measures each neuron layer's size ``E_l`` (elements per
+    step). The autograd graph of the neurons keeps about 8 tensors of ``T * E_l`` per layer; the
+    recorder adds, for the layer it is finishing, about 12 such tensors (u, delta, spatial, temporal,
+    eps, Jacobian entries) and, with pairs, 3 tensors of ``(K + 1) * E_l`` (``K`` the largest lag).
+    The estimate is proportional to the number of samples in ``x``; what the recorder keeps per sample
+    across passes is :func:`retained_memory`.
+    """
+    sizes = _layer_sizes(model, x)
+    if not sizes:
+        return 0.0
+    n = _n_samples(model, x)
+    T = getattr(model, "T", 1)
+    elem = torch.finfo(x.dtype).bits // 8 if x.is_floating_point() else 4
+    per_layer = [s * n * elem for s in sizes]  # T * E_l * N * bytes
+    K = (T - 1) if max_lag is None else min(max_lag, T - 1)
+    graph = 8 * sum(per_layer)
+    transient = max(12 * b + (3 * (K + 1) * b / T if pairs else 0) for b in per_layer)
+    return float(graph + transient)
+
+
+def retained_memory(model: torch.nn.Module, x: torch.Tensor, samples: int, *, pairs: bool,
+                    max_lag: Optional[int]) -> float:
+    """Bytes the recorder keeps for ``samples`` samples until the end of the analysis: per sample and
+    layer :func:`gradflow.recorder.sample_bytes` (the per-sample sums the intervals resample)."""
+    T = getattr(model, "T", 1)
+    return float(samples * len(_layer_sizes(model, x)) * sample_bytes(T, max_lag, pairs))
+
+
+def _amount(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 0.1 * 2**30 else f"{nbytes / 2**20:.2g} MiB"
+
+
+def _batch_size(model: torch.nn.Module, source: InputSource, cfg: AnalysisConfig, dev, dtype) -> int:
+    """``cfg.batch_size``, checked against the memory limit, or the automatic choice (see AnalysisConfig).
+
+    The limit covers one backward pass (:func:`estimate_memory`) plus what is kept for all
+    ``cfg.samples`` samples (:func:`retained_memory`).
+    """
+    probe = next(iter(source.batches(1, 1, cfg.seed)), None)
+    if probe is None:
+        raise DataError("The input source gave no batches to analyse.")
+    x = probe[0].to(dev, dtype=dtype)
+    per_sample = estimate_memory(model, x, pairs=cfg.pairs, max_lag=cfg.max_lag)
+    kept = retained_memory(model, x, cfg.samples, pairs=cfg.pairs, max_lag=cfg.max_lag)
+    limit = None if cfg.memory_limit_gb is None else cfg.memory_limit_gb * 2**30 - kept
+    cap = min(cfg.samples, MAX_AUTO_BATCH)
+    if cfg.batch_size is not None:
+        size = min(cfg.batch_size, cfg.samples)
+    elif limit is None or cap * per_sample <= limit:
+        size = cap
+    elif limit <= 0:
+        size = 1
+    else:  # the largest power of two that fits (1 if none does: refused below)
+        size = 2 ** max(0, int(math.floor(math.log2(limit / per_sample))))
+    if limit is not None and size * per_sample > limit:
+        raise UsageError(
+            f"Recording {cfg.samples} samples, {size} per backward pass, needs about "
+            f"{_amount(size * per_sample + kept)}, above the {cfg.memory_limit_gb:g} GiB limit; use max_lag, "
+            "a smaller batch_size or fewer samples, or raise memory_limit_gb.",
+            arguments=("max_lag", "batch_size", "samples", "memory_limit_gb"))
+    return size
+
+
+@contextlib.contextmanager
+def _left_as_found(model: torch.nn.Module) -> Iterator[List[torch.nn.Parameter]]:
+    """Restore the model's training flags, batch-norm buffers, gradients and device on exit.
+
+    Yields the parameters with their gradients cleared (the recording's backward passes must not add
+    to the caller's gradients).
+    """
+    was_training = {m: m.training for m in model.modules()}
+    bn_state = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    params = list(model.parameters())
+    old_grads = [p.grad for p in params]
+    old_device = params[0].device if params else torch.device("cpu")
+    try:
+        for p in params:
+            p.grad = None
+        yield params
+    finally:
+        model.to(old_device)
+        for m, flag in was_training.items():
+            m.training = flag
+        if bn_state:
+            sd = model.state_dict()
+            for k, v in bn_state.items():
+                sd[k].copy_(v)
+        for p, g in zip(params, old_grads):
+            p.grad = g
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass
+class _Tally:
+    """Loss and accuracy over the recorded batches."""
+
+    losses: List[float] = field(default_factory=list)
+    sizes: List[int] = field(default_factory=list)
+    correct: int = 0
+    nonfinite: int = 0
+
+    @property
+    def samples(self) -> int:
+        return int(sum(self.sizes))
+
+    @property
+    def loss(self) -> float:
+        return float(np.average(self.losses, weights=self.sizes))
+
+
+def _labels(model: torch.nn.Module, x: torch.Tensor, y, dev) -> torch.Tensor:
+    """The batch's labels on ``dev``, checked; without labels, the model's own predictions."""
+    if y is None:
+        with torch.no_grad():
+            return model(x).mean(0).argmax(-1)
+    y = y.to(dev)
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= model.num_classes):
+        raise DataError(f"Labels must lie in 0..{model.num_classes - 1}; found {int(y.min())}..{int(y.max())}.")
+    return y
+
+
+def _record_batches(model, source: InputSource, cfg: AnalysisConfig, label: str,
+                    progress: Optional[Progress]) -> Tuple[Any, _Tally, int]:
+    """Record ``cfg.samples`` samples of ``source``; returns the closed recorder, the tally, the batch size."""
+    dev = _device(cfg.device)
+    task = getattr(source, "task", None)
+    loss_fn = get_loss(cfg.loss)
+    tally = _Tally()
+    with _left_as_found(model) as params:
+        model.to(dev)
+        model.train(cfg.mode == "train")
+        dtype = params[0].dtype if params else torch.float32
+        size = _batch_size(model, source, cfg, dev, dtype)
+        with record(model, pairs=cfg.pairs, weights=cfg.weights, max_lag=cfg.max_lag) as rec:
+            for x, y in source.batches(size, cfg.batches(size), cfg.seed):
+                x, y = _first_samples(model, x, y, cfg.samples - tally.samples)
+                x = x.to(dev, dtype=dtype)
+                y = _labels(model, x, y, dev)
+                logits = model(x)
+                value = task.loss(logits, y, kind=cfg.loss) if task is not None else loss_fn(logits, y)
+                value.backward()
+                for p in params:
+                    p.grad = None
+                with torch.no_grad():
+                    pred = task.predict(logits) if task is not None else logits.mean(0).argmax(-1)
+                tally.correct += int((pred == y).sum())
+                tally.losses.append(float(value.detach()))
+                tally.nonfinite += not math.isfinite(tally.losses[-1])
+                tally.sizes.append(int(y.numel()))
+                if progress is not None:
+                    progress(label, tally.samples, cfg.samples)
+    if not tally.losses:
+        raise DataError("The input source gave no batches to analyse.")
+    return rec, tally, size
+
+
+def _recorded_tables(rec, cfg: AnalysisConfig) -> Dict[str, pd.DataFrame]:
+    tables = {"per_step": rec.per_step(), "layers": rec.layer_info()}
+    if cfg.pairs:
+        tables["pairs"] = rec.pairs()
+        tables["lags"] = rec.lags()
+    if cfg.weights:
+        tables["weights"] = rec.weights()
+    return tables
+
+
+def _theory(tables: Dict[str, pd.DataFrame], cfg: AnalysisConfig, warnings: List[str]) -> pd.DataFrame:
+    """The theory comparison of the recorded lag decay (never sinks a measurement: failures warn)."""
+    layers = tables["layers"]
+    first = layers.iloc[0]
+    options = {} if cfg.theory_model is None else {"model": cfg.theory_model}
+    try:
+        return theory.theory_table(
+            tables["lags"], tables["per_step"], neuron=None, tau={r.layer: float(r.tau) for r in layers.itertuples()},
+            v_threshold=float(first["v_threshold"]), surrogate=str(first["surrogate"]), alpha=float(first["alpha"]),
+            v_reset=None if first["reset"] == "soft" else float(first["v_reset"]),
+            detach_reset=bool(first["detach_reset"]), decay_input=bool(first["decay_input"]),
+            max_lag=cfg.max_lag, **options,
+        )
+    except Exception as err:  # noqa: BLE001 - theory must never sink a measurement
+        warnings.append(f"theory comparison skipped: {err}")
+        return pd.DataFrame(columns=list(theory.THEORY_COLUMNS))
+
+
+def _tau_summary(layers: pd.DataFrame):
+    taus = layers["tau"].astype(float).round(6).unique()
+    return float(taus[0]) if len(taus) == 1 else {r.layer: float(r.tau) for r in layers.itertuples()}
+
+
+def _meta(model, source: InputSource, cfg: AnalysisConfig, tables, tally: _Tally, batch_size: int,
+          warnings: List[str]) -> Dict[str, Any]:
+    """The ``summary.json`` entries of one run (docs/reference.md, summary.json)."""
+    layers, per = tables["layers"], tables["per_step"]
+    first = layers.iloc[0]
+    task = getattr(source, "task", None)
+    labelled = getattr(source, "kind", "") != "random"  # random labels: accuracy means nothing
+    return {
+        "model": (getattr(model, "config", None) or {}).get("name", type(model).__name__),
+        "neuron": str(first["neuron"]),
+        "T": int(getattr(model, "T", int(per["t"].max()) + 1)),
+        "tau": _tau_summary(layers),
+        "v_threshold": float(first["v_threshold"]),
+        "surrogate": str(first["surrogate"]),
+        "alpha": float(first["alpha"]),
+        "reset": str(first["reset"]),
+        "loss": tally.loss,
+        "loss_per_batch": tally.losses,
+        "loss_kind": cfg.loss if task is None else f"task:{cfg.loss}",
+        "accuracy": tally.correct / tally.samples if labelled and tally.samples else None,
+        "inputs": getattr(source, "describe", str(source)),
+        "input_kind": getattr(source, "kind", "?"),
+        "samples": tally.samples,
+        "batch_size": batch_size,
+        "batches": len(tally.losses),
+        "seed": cfg.seed,
+        "mode": cfg.mode,
+        "device": str(_device(cfg.device)),
+        "pairs": cfg.pairs,
+        "max_lag": cfg.max_lag,
+        "layers": int(len(layers)),
+        "nonfinite": int(per["nonfinite"].sum()),
+        "warnings": warnings,
+        "versions": versions(),
+    }
+
+
+def analyze_model(model: torch.nn.Module, source: InputSource, cfg: AnalysisConfig, label: str,
+                 progress: Optional[Progress]) -> Analysis:
+    """Record one model and build its :class:`Analysis`."""
+    rec, tally, batch_size = _record_batches(model, source, cfg, label, progress)
+    tables = _recorded_tables(rec, cfg)
+    warnings: List[str] = []
+    if cfg.pairs:
+        tables["theory"] = _theory(tables, cfg, warnings)
+    nonfinite = int(tables["per_step"]["nonfinite"].sum())
+    if nonfinite or tally.nonfinite:
+        warnings.append(
+            f"{nonfinite} non-finite gradient entries (NaN/Inf) were recorded"
+            + (f" and {tally.nonfinite} batch losses were not finite" if tally.nonfinite else "")
+            + "; affected numbers are NaN in the tables."
+        )
+    samples = rec.samples() if hasattr(rec, "samples") else None  # per-sample sums (newer recorders)
+    meta = _meta(model, source, cfg, tables, tally, batch_size, warnings)
+    return Analysis(tables=tables, meta=meta, samples=samples, warnings=warnings, config=cfg)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
