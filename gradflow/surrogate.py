@@ -3,14 +3,15 @@
 The forward pass is the Heaviside step ``H(x) = 1 if x >= 0 else 0`` of ``x = u - theta``; the
 backward pass multiplies the incoming gradient by a surrogate derivative ``sg(x)``:
 
-=========  =====================================================  =============
-name       ``sg(x)``                                              default alpha
-=========  =====================================================  =============
-rectangle  ``1/alpha`` where ``|x| <= alpha/2``, else 0           1.0
-sigmoid    ``alpha * sig(alpha x) * (1 - sig(alpha x))``          4.0
-atan       ``(alpha/2) / (1 + (pi/2 * alpha * x)^2)``             2.0
-triangle   ``max(0, alpha - alpha^2 |x|)``                        1.0
-=========  =====================================================  =============
+============  =====================================================  =============
+name          ``sg(x)``                                              default alpha
+============  =====================================================  =============
+rectangle     ``1/alpha`` where ``|x| <= alpha/2``, else 0           1.0
+sigmoid       ``alpha * sig(alpha x) * (1 - sig(alpha x))``          4.0
+atan          ``(alpha/2) / (1 + (pi/2 * alpha * x)^2)``             2.0
+triangle      ``max(0, alpha - alpha^2 |x|)``                        1.0
+fast_sigmoid  ``1 / (1 + alpha |x|)^2`` (snnTorch's fast_sigmoid)    25.0
+============  =====================================================  =============
 
 Each surrogate is the derivative of a smooth (or piecewise-linear) *primitive* ``F`` with
 ``F(-inf) = 0`` and ``F(+inf) = 1``. :func:`spike` with ``smooth=True`` uses ``F`` in the forward
@@ -29,10 +30,15 @@ import torch
 from .errors import UsageError
 from .schema import SURROGATE_DEFAULT_ALPHA
 
-__all__ = ["SURROGATES", "Surrogate", "make_surrogate", "spike", "surrogate_grad", "primitive"]
+__all__ = ["SURROGATES", "ADAPTER_SURROGATES", "Surrogate", "make_surrogate", "spike", "surrogate_grad", "primitive"]
 
 #: Surrogate names and their default ``alpha`` (:data:`gradflow.schema.SURROGATE_DEFAULT_ALPHA`).
 SURROGATES: dict[str, float] = dict(SURROGATE_DEFAULT_ALPHA)
+
+#: Surrogates the adapters need for other libraries' neurons (snnTorch's ``fast_sigmoid``), with their
+#: default ``alpha``: accepted by :func:`make_surrogate` and the neurons, not yet offered as a choice of
+#: the command line or covered by :mod:`gradflow.theory`.
+ADAPTER_SURROGATES: dict[str, float] = {"fast_sigmoid": 25.0}
 
 
 class Surrogate(NamedTuple):
@@ -50,10 +56,11 @@ def make_surrogate(name: str = "rectangle", alpha: Optional[float] = None) -> Su
     """
     if isinstance(name, Surrogate):
         return name if alpha is None else Surrogate(name.name, float(alpha))
-    if name not in SURROGATES:
+    defaults = SURROGATES if name in SURROGATES else ADAPTER_SURROGATES
+    if name not in defaults:
         known = ", ".join(SURROGATES)
         raise UsageError(f"Unknown surrogate {name!r}; choose one of {known}.")
-    a = SURROGATES[name] if alpha is None else float(alpha)
+    a = defaults[name] if alpha is None else float(alpha)
     if not (a > 0 and math.isfinite(a)):
         raise UsageError(f"Surrogate alpha must be a positive number, got {alpha!r}.")
     return Surrogate(name, a)
@@ -72,6 +79,8 @@ def surrogate_grad(x: torch.Tensor, sur: Surrogate) -> torch.Tensor:
         return (a / 2) / (1.0 + (math.pi / 2 * a * x) ** 2)
     if sur.name == "triangle":
         return torch.clamp(a - a * a * x.abs(), min=0.0)
+    if sur.name == "fast_sigmoid":
+        return 1.0 / (a * x.abs() + 1.0) ** 2
     raise UsageError(f"Unknown surrogate {sur.name!r}.")
 
 
@@ -80,7 +89,9 @@ def primitive(x: torch.Tensor, sur: Surrogate) -> torch.Tensor:
 
     rectangle: ``clamp(x/alpha + 1/2, 0, 1)``; sigmoid: ``sig(alpha x)``;
     atan: ``atan(pi/2 alpha x)/pi + 1/2``; triangle: ``(alpha x + 1)^2 / 2`` on ``[-1/alpha, 0]``,
-    ``1 - (1 - alpha x)^2 / 2`` on ``[0, 1/alpha]``, clamped to 0 and 1 outside.
+    ``1 - (1 - alpha x)^2 / 2`` on ``[0, 1/alpha]``, clamped to 0 and 1 outside; fast_sigmoid:
+    ``1/2 + x / (1 + alpha |x|)`` (its surrogate integrates to ``2/alpha``, not 1, as snnTorch defines
+    it, so this primitive tends to ``1/2 +- 1/alpha``).
     """
     a = sur.alpha
     if sur.name == "rectangle":
@@ -92,6 +103,8 @@ def primitive(x: torch.Tensor, sur: Surrogate) -> torch.Tensor:
     if sur.name == "triangle":
         z = torch.clamp(a * x, -1.0, 1.0)
         return torch.where(z < 0, 0.5 * (z + 1.0) ** 2, 1.0 - 0.5 * (1.0 - z) ** 2)
+    if sur.name == "fast_sigmoid":
+        return 0.5 + x / (1.0 + a * x.abs())
     raise UsageError(f"Unknown surrogate {sur.name!r}.")
 
 

@@ -13,6 +13,7 @@ import torch
 import gradflow
 from gradflow.errors import UsageError
 from gradflow.neurons import LIF, PLIF
+from gradflow.neurons.extra import IF
 
 sj = pytest.importorskip("spikingjelly.activation_based")
 from spikingjelly.activation_based import functional, layer, neuron, surrogate  # noqa: E402
@@ -174,12 +175,14 @@ def test_non_spiking_readouts_are_left_alone():
     assert isinstance(net[1], LIF) and type(net[2]).__name__ == "NonSpikingLIFNode"
 
 
-def test_if_node_is_refused_until_gradflow_has_if_neurons_or_converted_exactly():
-    node = neuron.IFNode(step_mode="m", v_reset=None, surrogate_function=surrogate.ATan())
-    try:
-        ours = gradflow.convert(neuron.IFNode(step_mode="m", v_reset=None, surrogate_function=surrogate.ATan()))
-    except UsageError as err:
-        assert "IF neurons (no leak, tau = inf)" in str(err)
-        pytest.xfail("gradflow's neurons do not accept tau = inf yet")
-    assert math.isinf(ours.tau)
-    assert_same(node, ours, _input())
+@pytest.mark.parametrize("v_reset,detach_reset,sur,backend", [(None, False, "atan", "torch"), (0.0, True, "sigmoid", "fused"),
+                                                         (-0.5, False, "rect", "fused"), (0.3, True, "triangle", "torch")])
+def test_if_node_matches_spikingjelly(v_reset, detach_reset, sur, backend):
+    def make():
+        return neuron.IFNode(step_mode="m", v_reset=v_reset, detach_reset=detach_reset,
+                             surrogate_function=SURROGATES[sur][0]())
+
+    node, ours = make(), gradflow.convert(make())
+    assert isinstance(ours, IF) and ours.kind == "if" and math.isinf(ours.tau) and ours.v_reset == v_reset
+    ours.backend = backend
+    assert_same(node, ours, _input(v_reset=v_reset, shape=(4, 30)) * 0.6)

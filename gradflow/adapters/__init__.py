@@ -15,12 +15,12 @@ from torch import nn
 
 from ..errors import UsageError
 from ..neurons import SpikingNeuron
-from . import official_clif, spikingjelly
+from . import official_clif, snntorch, spikingjelly
 
 __all__ = ["ADAPTERS", "convert", "find_adapter"]
 
 #: The adapters :func:`convert` consults, in order.
-ADAPTERS = (official_clif, spikingjelly)
+ADAPTERS = (official_clif, spikingjelly, snntorch)
 
 
 def find_adapter(module: nn.Module):

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..neurons import SpikingNeuron, build_neuron
+from ..neurons.extra import IF, LeakyNoReset, LeakyRAL
 
 __all__ = ["NeuronSpec", "build", "unsupported", "library_classes", "first_library_class", "redefined",
            "scalar"]
@@ -42,6 +43,10 @@ class NeuronSpec:
     source: Optional[nn.Module] = None
 
 
+#: Kinds whose modules live in :mod:`gradflow.neurons.extra` (not in ``build_neuron``'s table).
+_EXTRA_MODULES = {"if": IF, "lif_ral": LeakyRAL, "lif_noreset": LeakyNoReset}
+
+
 def build(spec: NeuronSpec) -> SpikingNeuron:
     """The gradflow neuron for ``spec``, with its parameters copied and on the source's device/dtype."""
     if spec.step_mode != "m":
@@ -50,7 +55,9 @@ def build(spec: NeuronSpec) -> SpikingNeuron:
             "records whole sequences only, so switch it to multi-step mode (SpikingJelly: "
             "functional.set_step_mode(net, 'm')) or use a gradflow version with single-step neurons."
         )
-    module = build_neuron(spec.kind, backend=spec.backend, **spec.options)
+    extra = _EXTRA_MODULES.get(spec.kind)
+    module = (extra(backend=spec.backend, **spec.options) if extra is not None
+              else build_neuron(spec.kind, backend=spec.backend, **spec.options))
     with torch.no_grad():
         for name, value in spec.parameters.items():
             getattr(module, name).copy_(value.detach().reshape(getattr(module, name).shape))

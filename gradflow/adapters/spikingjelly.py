@@ -8,7 +8,7 @@ SpikingJelly class             gradflow                 notes
 ============================== ======================= =============================================
 ``LIFNode``                    :class:`~gradflow.LIF`   ``tau``, ``decay_input``, soft or hard reset
 ``ParametricLIFNode``          :class:`~gradflow.PLIF`  the learned ``w`` is copied
-``IFNode``                     LIF with ``tau = inf``   no leak: ``u[t] = v[t-1] + x[t]``
+``IFNode``                     ``IF`` (kind ``if``)     LIF with ``tau = inf``: ``u[t] = v[t-1] + x[t]``
 ``MultiStep*`` (clock_driven)  the same, multi-step
 ============================== ======================= =============================================
 
@@ -31,11 +31,8 @@ class or option is refused with one sentence naming it (docs/reference.md, Adapt
 
 from __future__ import annotations
 
-import math
-
 from torch import nn
 
-from ..errors import UsageError
 from ..neurons import SpikingNeuron
 from .common import NeuronSpec, build, first_library_class, library_classes, redefined, scalar, unsupported
 
@@ -125,7 +122,7 @@ def spec_of(node: nn.Module) -> NeuronSpec:
     )
     parameters = {}
     if base.__name__ in _IF:
-        kind, options["tau"] = "lif", math.inf
+        kind = "if"
     else:
         options["decay_input"] = bool(node.decay_input)
         if base.__name__ in _PLIF:
@@ -138,11 +135,4 @@ def spec_of(node: nn.Module) -> NeuronSpec:
 
 def convert_module(module: nn.Module) -> SpikingNeuron:
     """The gradflow neuron that computes what ``module`` (a claimed SpikingJelly neuron) computes."""
-    spec = spec_of(module)
-    try:
-        return build(spec)
-    except UsageError as err:
-        if spec.options.get("tau") == math.inf and "tau" in str(err):
-            raise unsupported(LIBRARY, module, "IF neurons (no leak, tau = inf) need a gradflow version "
-                                               "with IF neurons") from None
-        raise
+    return build(spec_of(module))

@@ -196,7 +196,7 @@ def _fire_into(out: torch.Tensor, u: torch.Tensor, p: NeuronParams) -> torch.Ten
     float-typed comparison output avoids a slow bool round trip."""
     if p.smooth:
         return out.copy_(primitive(u - p.v_threshold, p.surrogate))
-    return torch.ge(u, p.v_threshold, out=out)
+    return (torch.ge if p.fire_at_threshold else torch.gt)(u, p.v_threshold, out=out)
 
 
 def fused_charge_dk(saved: Sequence[torch.Tensor], x: Optional[torch.Tensor], t: int, kind: LIFKind,

@@ -61,7 +61,9 @@ class NeuronParams(NamedTuple):
     ``alpha``; ``detach_reset``: no gradient through ``s[t]`` in the reset line; ``decay_input``: the
     input is scaled by ``1/tau`` too; ``smooth``: the forward uses the surrogate's primitive instead of
     the Heaviside step (gradient checks only); ``m_grad`` (CLIF only): False stops every gradient
-    through CLIF's complementary potential ``m`` (the forward is unchanged; an ablation).
+    through CLIF's complementary potential ``m`` (the forward is unchanged; an ablation);
+    ``fire_at_threshold``: True fires at ``u >= theta`` (``H(0) = 1``, gradflow's and SpikingJelly's
+    convention), False only at ``u > theta`` (``H(0) = 0``, snnTorch's); the surrogate is the same.
 
     A PLIF module's ``params`` carries its learned ``tau``; its step takes ``1/tau`` as a tensor.
     """
@@ -74,6 +76,7 @@ class NeuronParams(NamedTuple):
     decay_input: bool = False
     smooth: bool = False
     m_grad: bool = True
+    fire_at_threshold: bool = True
 
     @property
     def inv_tau(self) -> float:
@@ -120,6 +123,7 @@ def make_params(
     m_grad: bool = True,
     *,
     allow_no_leak: bool = False,
+    fire_at_threshold: bool = True,
 ) -> NeuronParams:
     """Validated :class:`NeuronParams` from user arguments; :class:`~gradflow.UsageError` on a bad value.
 
@@ -138,6 +142,7 @@ def make_params(
         decay_input=bool(decay_input),
         smooth=bool(smooth),
         m_grad=bool(m_grad),
+        fire_at_threshold=bool(fire_at_threshold),
     )
 
 
@@ -159,8 +164,15 @@ def charge(x: torch.Tensor, v: torch.Tensor, p: NeuronParams, inv_tau: Optional[
 
 
 def fire(u: torch.Tensor, p: NeuronParams) -> torch.Tensor:
-    """Fire: ``s = H(u - theta)`` with the surrogate ``sg(u - theta)`` as its derivative."""
-    return spike(u - p.v_threshold, p.surrogate, p.smooth)
+    """Fire: ``s = H(u - theta)`` with the surrogate ``sg(u - theta)`` as its derivative.
+
+    ``H(0) = 1``; with ``p.fire_at_threshold`` False, ``H(0) = 0`` (the value at ``u == theta`` is
+    subtracted as a constant, so the gradient is the surrogate's everywhere).
+    """
+    s = spike(u - p.v_threshold, p.surrogate, p.smooth)
+    if p.fire_at_threshold or p.smooth:
+        return s
+    return s - torch.eq(u, p.v_threshold, out=torch.empty_like(s))
 
 
 def charge_gain(p: NeuronParams, inv_tau: Optional[Scalar] = None) -> Scalar:
