@@ -220,3 +220,51 @@ def test_inputs_for_a_user_model(user_dir):
     assert src.time_major is False and "no labels" in src.describe
     with pytest.raises(UsageError, match="needs an input"):
         resolve_input(um.model)
+
+
+SNN_PY = '''
+import torch
+from torch import nn
+import snntorch as snn
+
+
+class Net(nn.Module):
+    """The snnTorch tutorial network: explicit membrane potentials, a loop over steps inside forward."""
+
+    def __init__(self, beta=0.9, steps=5):
+        super().__init__()
+        self.steps = steps
+        self.fc1, self.lif1 = nn.Linear(6, 10), snn.Leaky(beta=beta)
+        self.fc2, self.lif2 = nn.Linear(10, 3), snn.Leaky(beta=beta)
+
+    def forward(self, x):
+        mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+        spk_rec, mem_rec = [], []
+        for _ in range(self.steps):
+            spk1, mem1 = self.lif1(self.fc1(x), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk_rec.append(spk2)
+            mem_rec.append(mem2)
+        return torch.stack(spk_rec), torch.stack(mem_rec)
+'''
+
+
+def test_an_snntorch_users_network(tmp_path):
+    pytest.importorskip("snntorch")
+    import importlib.util
+
+    (tmp_path / "snn_net.py").write_text(SNN_PY)
+    spec = importlib.util.spec_from_file_location("snn_net_ref", tmp_path / "snn_net.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    ref = mod.Net(beta=0.8)
+    torch.save({"model_state_dict": ref.state_dict()}, tmp_path / "snn.pt")
+    um = load_user_model(f"{tmp_path / 'snn_net.py'}:Net", tmp_path / "snn.pt", model_args=["beta=0.8"])
+    assert type(um.model.lif1).__name__ == "GradflowLeaky"
+    x = torch.rand(4, 6) * 2
+    with pytest.raises(UsageError, match=r"tuple of 2 \(\[5, 4, 3\], \[5, 4, 3\]\)"):
+        model_logits(um.model, x)
+    lg = model_logits(um.model, x, output_index=1)
+    assert lg.kind == "per-step" and "element 1 of a tuple of 2" in lg.description
+    torch.testing.assert_close(lg.value, ref(x)[1])
