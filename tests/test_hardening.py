@@ -95,7 +95,7 @@ def test_user_errors_are_one_sentence(files, tmp_path, case, argv, code, fragmen
         args = argv(*files)
         if "--out" not in args:
             args += ["--out", str(tmp_path / "out")]
-    res = runner.invoke(app, args + ["--batch-size", "4"])
+    res = runner.invoke(app, args + ["--batch-size", "4", "--samples", "8"])
     assert res.exit_code == code, (case, res.output)
     text = res.stderr.strip()
     assert fragment in text, (case, res.output)
@@ -133,7 +133,7 @@ def slow(*a, **k):
     return out
 page.render_figure = slow
 from gradflow_cli.main import main
-sys.argv = ["gradflow", "analyze", "--out", sys.argv[1], "--batch-size", "4", "-q"]
+sys.argv = ["gradflow", "analyze", "--out", sys.argv[1], "--batch-size", "4", "--samples", "8", "-q"]
 main()
 """
 
