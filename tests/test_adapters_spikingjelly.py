@@ -186,3 +186,18 @@ def test_if_node_matches_spikingjelly(v_reset, detach_reset, sur, backend):
     assert isinstance(ours, IF) and ours.kind == "if" and math.isinf(ours.tau) and ours.v_reset == v_reset
     ours.backend = backend
     assert_same(node, ours, _input(v_reset=v_reset, shape=(4, 30)) * 0.6)
+
+
+def test_single_step_nodes_are_recognised():
+    """SpikingJelly's default step mode: converted to gradflow single-step neurons where gradflow has them,
+    otherwise refused with how to switch (functional.set_step_mode(net, 'm'))."""
+    def make():
+        return neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), v_reset=None)
+
+    try:
+        ours = gradflow.convert(make())
+    except UsageError as err:
+        assert "Cannot convert LIFNode in single-step mode" in str(err) and "set_step_mode" in str(err)
+        return
+    ref, x = make(), _input()
+    torch.testing.assert_close(torch.stack([ours(xt) for xt in x]), torch.stack([ref(xt) for xt in x]))

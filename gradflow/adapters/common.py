@@ -9,6 +9,7 @@ exactly and why.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from ..neurons import SpikingNeuron, build_neuron
+from ..neurons import NEURONS, SpikingNeuron
 from ..neurons.extra import IF, LeakyNoReset, LeakyRAL
 
 __all__ = ["NeuronSpec", "build", "unsupported", "library_classes", "first_library_class", "redefined",
@@ -27,8 +28,8 @@ __all__ = ["NeuronSpec", "build", "unsupported", "library_classes", "first_libra
 class NeuronSpec:
     """A foreign neuron in gradflow's terms.
 
-    ``kind``: the gradflow neuron kind (``lif``, ``plif``, ``clif``, ...); ``options``: keyword
-    arguments of :func:`gradflow.neurons.build_neuron` (``tau``, ``v_threshold``, ``v_reset``,
+    ``kind``: the gradflow neuron kind (``lif``, ``plif``, ``clif``, ``if``, ...); ``options``: keyword
+    arguments of the kind's module (``tau``, ``v_threshold``, ``v_reset``,
     ``surrogate``, ``alpha``, ``detach_reset``, ``decay_input``); ``step_mode``: ``"m"`` (whole
     sequences ``[T, N, ...]`` per call) or ``"s"`` (one step ``[N, ...]`` per call, state kept until
     reset); ``backend``: ``"torch"`` or ``"fused"``; ``parameters``: tensors to copy into the new module
@@ -48,16 +49,22 @@ _EXTRA_MODULES = {"if": IF, "lif_ral": LeakyRAL, "lif_noreset": LeakyNoReset}
 
 
 def build(spec: NeuronSpec) -> SpikingNeuron:
-    """The gradflow neuron for ``spec``, with its parameters copied and on the source's device/dtype."""
+    """The gradflow neuron for ``spec``, with its parameters copied and on the source's device/dtype.
+
+    A single-step spec needs a module that takes ``step_mode`` (gradflow's single-step neurons, issue
+    14.1); until the modules have it, it is refused with one sentence saying how to switch modes.
+    """
+    cls = _EXTRA_MODULES.get(spec.kind) or NEURONS[spec.kind]
+    options = dict(spec.options, backend=spec.backend)
     if spec.step_mode != "m":
-        raise UsageError(
-            f"{type(spec.source).__name__} runs in single-step mode (one call per time step); this gradflow "
-            "records whole sequences only, so switch it to multi-step mode (SpikingJelly: "
-            "functional.set_step_mode(net, 'm')) or use a gradflow version with single-step neurons."
-        )
-    extra = _EXTRA_MODULES.get(spec.kind)
-    module = (extra(backend=spec.backend, **spec.options) if extra is not None
-              else build_neuron(spec.kind, backend=spec.backend, **spec.options))
+        if "step_mode" not in inspect.signature(cls).parameters:
+            raise UsageError(
+                f"Cannot convert {type(spec.source).__name__} in single-step mode (one call per time step): "
+                "gradflow's neurons run whole sequences in this version; switch it to multi-step mode "
+                "(SpikingJelly: functional.set_step_mode(net, 'm'))."
+            )
+        options["step_mode"] = spec.step_mode
+    module = cls(**options)
     with torch.no_grad():
         for name, value in spec.parameters.items():
             getattr(module, name).copy_(value.detach().reshape(getattr(module, name).shape))
