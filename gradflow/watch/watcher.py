@@ -45,10 +45,32 @@ def _compiling() -> bool:
     return bool(is_compiling()) if is_compiling is not None else False
 
 
-def _eager_stance():
-    """Enter ``torch.compiler.set_stance("force_eager")``; returns the object whose ``__exit__`` restores."""
-    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    return set_stance("force_eager") if set_stance is not None else None
+class _EagerStance:
+    """``torch.compiler.set_stance("force_eager")`` shared by every watch that is recording.
+
+    Entered when the first recorded step begins and left when the last one ends, so that watches of
+    several models (whose recorded steps overlap in any order) restore the user's stance exactly once.
+    A no-op on torch versions without ``set_stance``.
+    """
+
+    def __init__(self):
+        self.users = 0
+        self._ctx = None
+
+    def enter(self) -> None:
+        self.users += 1
+        set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+        if self.users == 1 and set_stance is not None:
+            self._ctx = set_stance("force_eager")   # takes effect now; remembers the previous stance
+
+    def exit(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None
+
+
+_EAGER = _EagerStance()
 
 
 class Watch:
@@ -104,7 +126,7 @@ class Watch:
         self.train_step, self.passes = int(state["train_step"]), int(state["passes"])
         self._rec = None           # the recorder of the step being recorded, if any
         self._rec_step: Optional[int] = None
-        self._stance = None        # force_eager stance while recording
+        self._stance = False       # holding the shared force_eager stance while recording
         self._opt_hook = None      # optimiser post-hook while recording
         self._explicit = False     # inside recording()
         self._warned_compile = False
@@ -214,7 +236,8 @@ class Watch:
     def _attach(self, step: int) -> None:
         self._rec = record(self._target, **self._record_kw).__enter__()
         self._rec_step = step
-        self._stance = _eager_stance()
+        _EAGER.enter()
+        self._stance = True
         self._opt_hook = register_optimizer_step_post_hook(self._on_optimizer_step)
 
     def _detach(self):
@@ -225,9 +248,9 @@ class Watch:
         if self._opt_hook is not None:
             self._opt_hook.remove()
             self._opt_hook = None
-        if self._stance is not None:
-            self._stance.__exit__(None, None, None)
-            self._stance = None
+        if self._stance:
+            _EAGER.exit()
+            self._stance = False
         return rec
 
     def _on_optimizer_step(self, optimizer, args, kwargs) -> None:
