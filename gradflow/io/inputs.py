@@ -40,6 +40,8 @@ class InputSource:
     time_major: Optional[bool] = None
 
     def batches(self, batch_size: int, n_batches: int, seed: int = 0):
+        """Up to ``n_batches`` batches ``(x, y)`` of ``batch_size`` samples; ``seed`` fixes which samples
+        (a file or CIFAR is shuffled once per seed and cut into consecutive batches, without repeats)."""
         return self.sampler(batch_size, n_batches, seed)
 
 
@@ -154,6 +156,9 @@ def _check_fits_model(x: torch.Tensor, model, static_rank: int, name: str) -> bo
 
 
 def _slices(x, y, time_major: bool):
+    """A sampler over the samples of ``x`` (dimension 1 if ``time_major`` else 0) and labels ``y``:
+    one seeded permutation, consecutive batches, stopping when the samples run out."""
+
     def sampler(batch_size, n_batches, seed):
         n = x.shape[1] if time_major else x.shape[0]
         g = torch.Generator().manual_seed(seed)
@@ -288,6 +293,8 @@ def _user_input(model, input_file, data, trust, time_major) -> InputSource:
 
 
 def _task_source(task, model) -> InputSource:
+    """Test-split batches of a built-in task; batch ``b`` uses the seed ``seed + 1000 b``."""
+
     def sampler(batch_size, n_batches, seed):
         for b in range(n_batches):
             x, y = task.sample(batch_size, seed=seed + 1000 * b, split="test")
@@ -297,6 +304,8 @@ def _task_source(task, model) -> InputSource:
 
 
 def _random_source(model) -> InputSource:
+    """Standard-normal static inputs of the model's input shape (32x32 images for conv nets) with uniform
+    random labels; clearly labelled as random in ``describe``, the last resort when no data is given."""
     static_rank = getattr(model, "static_rank", 4)
     if static_rank == 2:
         shape = (getattr(model, "in_features", model.in_channels),)
