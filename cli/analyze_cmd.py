@@ -19,11 +19,13 @@ from .common import SampleProgress, add_command, echo, table
 
 DEFAULT_OUT = "gradflow-report"
 
-CHECKPOINT, INPUTS, RECORDING, OUTPUT = "Reading the checkpoint", "Inputs", "Recording", "Output"
+CHECKPOINT, OWN, INPUTS, RECORDING, OUTPUT = ("Reading the checkpoint", "Your own network", "Inputs", "Recording",
+                                              "Output")
 
 #: Library arguments whose flag has another name.
 FLAGS = {"memory_limit_gb": "--memory-limit", "pairs": "--no-pairs", "input_file": "--input",
-         "trust": "--trust-checkpoint", "path": "CHECKPOINTS"}
+         "trust": "--trust-checkpoint", "path": "CHECKPOINTS", "checkpoint": "CHECKPOINTS", "model_spec": "--model",
+         "model_args": "--model-arg"}
 
 
 # The command's parameters, one alias each (Typer reads the help text and panel from them).
@@ -76,6 +78,20 @@ NoPairsOption = Annotated[bool, typer.Option(
 MemoryLimitOption = Annotated[float, typer.Option(
     "--memory-limit", help="Stop if the estimated memory of one backward pass exceeds this many GiB.",
     rich_help_panel=RECORDING)]
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", metavar="SPEC", help="Build the network from your own code: path/to/file.py:NAME or "
+    "package.module:NAME (a class or factory returning an nn.Module); the checkpoints, if any, give its "
+    "weights. This IMPORTS AND RUNS that code; checkpoints alone are read without running code.",
+    show_default=False, rich_help_panel=OWN)]
+ModelArgOption = Annotated[Optional[List[str]], typer.Option(
+    "--model-arg", metavar="KEY=VALUE", help="An argument for --model's class or factory (a Python literal, "
+    "else a string); repeat for several.", show_default=False, rich_help_panel=OWN)]
+OutputIndexOption = Annotated[Optional[str], typer.Option(
+    "--output-index", metavar="INDEX", help="Which element of your model's output holds the logits (a "
+    "position or a key). Default: found by shape.", show_default=False, rich_help_panel=OWN)]
+TimeMajorOption = Annotated[Optional[bool], typer.Option(
+    "--time-major/--batch-first", help="Whether --input's x is [T, N, ...] or [N, ...] for your own network. "
+    "Default: read from its shape and labels.", show_default=False, rich_help_panel=OWN)]
 OutOption = Annotated[Path, typer.Option(
     "--out", "-o", help="Report directory (written atomically).", rich_help_panel=OUTPUT)]
 ForceOption = Annotated[bool, typer.Option(
@@ -107,6 +123,10 @@ def analyze_command(
     max_lag: MaxLagOption = None,
     no_pairs: NoPairsOption = False,
     memory_limit: MemoryLimitOption = 8.0,
+    model: ModelOption = None,
+    model_arg: ModelArgOption = None,
+    output_index: OutputIndexOption = None,
+    time_major: TimeMajorOption = None,
     out: OutOption = Path(DEFAULT_OUT),
     force: ForceOption = False,
     as_json: AsJsonOption = False,
@@ -120,40 +140,67 @@ def analyze_command(
     """
     # imported here to keep `gradflow --help` quick (torch loads only when a command runs)
     import gradflow
-    from gradflow.analysis import AnalysisConfig, run_names
-    from gradflow.io.checkpoints import demo_checkpoint_paths
+    from gradflow.analysis import AnalysisConfig
 
     if out.exists() and not force:
         raise UsageError(f"The output directory {out} already exists; pass --force to replace it.")
     config = AnalysisConfig(samples=samples, batch_size=batch_size, seed=seed, loss=value(loss),
                             mode=value(mode), device=device, pairs=not no_pairs, max_lag=max_lag,
-                            memory_limit_gb=memory_limit)
+                            memory_limit_gb=memory_limit, output_index=_index(output_index))
     chatty = not quiet and not as_json
     if trust_checkpoint:
         echo("gradflow: --trust-checkpoint: files are fully unpickled, which can run code stored in them.",
              not chatty)
-    loaded = [gradflow.load_checkpoint(p, arch=value(arch), neuron=value(neuron), tau=tau, v_threshold=v_threshold,
-                                       surrogate=value(surrogate), alpha=alpha, T=T, trust=trust_checkpoint)
-              for p in (checkpoints or demo_checkpoint_paths())]
-    runs = dict(zip(run_names(loaded), loaded))
-    for name, lm in runs.items():
-        echo(f"{name}: {lm.path} ({lm.format} format, {lm.config['name']}, {lm.config['neuron']}, "
-             f"T={lm.config['T']})" + "".join(f"\n  - {note}" for note in lm.notes), not chatty)
+    overrides = dict(arch=value(arch), neuron=value(neuron), tau=tau, v_threshold=v_threshold,
+                     surrogate=value(surrogate), alpha=alpha, T=T)
+    runs = _load_runs(checkpoints, model, model_arg or [], trust_checkpoint, overrides, chatty)
     with SampleProgress(enabled=chatty) as bar:
-        result = gradflow.analyze(runs, config=config, data=data, input_file=input, trust=trust_checkpoint,
-                                  progress=bar)
+        result = gradflow.analyze(runs, config=config, data=data, input_file=input, time_major=time_major,
+                                  trust=trust_checkpoint, progress=bar)
     path = result.write(out, force=force)
     for w in result.warnings:
         typer.echo(f"gradflow: warning: {w}", err=True)
     if as_json:
         typer.echo(json.dumps(json.loads((path / "summary.json").read_text()), indent=2))
     elif chatty:
-        from gradflow.report import display_summary
+        _print_result(result, path)
 
-        echo(f"\n{table(display_summary(result.summary))}\n")
-        for line in result.findings()[:8]:
-            echo(f"- {line}")
-        echo(f"\nReport written to {path}/index.html")
+
+def _index(text: Optional[str]):
+    """``--output-index``: an integer position, or a key of a dict output."""
+    return int(text) if text is not None and text.lstrip("-").isdigit() else text
+
+
+def _load_runs(checkpoints, model_spec, model_args, trust: bool, overrides: dict, chatty: bool) -> dict:
+    """``{run name: loaded model}``: the checkpoints (the demo pair by default), or the user's network
+    built by --model (once per checkpoint, or once with its own initial weights)."""
+    from gradflow.analysis import run_names
+    from gradflow.io.checkpoints import demo_checkpoint_paths, load_checkpoint
+    from gradflow.io.usermodel import load_user_model
+
+    if model_spec is not None:
+        loaded = [load_user_model(model_spec, path, model_args=model_args, trust=trust)
+                  for path in (checkpoints or [None])]
+        lines = [f"{um.description} ({um.checkpoint or 'its initial weights'}, {um.converted} neurons "
+                 f"converted)" for um in loaded]
+    else:
+        loaded = [load_checkpoint(p, trust=trust, **overrides) for p in (checkpoints or demo_checkpoint_paths())]
+        lines = [f"{lm.path} ({lm.format} format, {lm.config['name']}, {lm.config['neuron']}, T={lm.config['T']})"
+                 for lm in loaded]
+    runs = dict(zip(run_names(loaded), loaded))
+    for (name, item), line in zip(runs.items(), lines):
+        echo(f"{name}: {line}" + "".join(f"\n  - {note}" for note in item.notes), not chatty)
+    return runs
+
+
+def _print_result(result, path: Path) -> None:
+    """The per-layer summary as a terminal table, the findings, and where the report is."""
+    from gradflow.report import display_summary
+
+    echo(f"\n{table(display_summary(result.summary))}\n")
+    for line in result.findings()[:8]:
+        echo(f"- {line}")
+    echo(f"\nReport written to {path}/index.html")
 
 
 def register(app: typer.Typer) -> None:

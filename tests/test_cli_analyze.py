@@ -215,3 +215,52 @@ def test_index_html_renders_in_headless_chromium(demo_report, tmp_path, chromium
 
     img = imread(str(shot))
     assert img.shape[0] > 1000 and img[..., :3].std() > 0.05  # not a blank page
+
+
+USER_NET = '''
+import torch
+import gradflow
+
+
+class Net(torch.nn.Module):
+    """A user's network: gradflow neurons in their own module, returning (spikes, logits)."""
+
+    def __init__(self, hidden=8, T=4):
+        super().__init__()
+        self.T = T
+        self.fc1 = torch.nn.Linear(6, hidden)
+        self.sn = gradflow.LIF()
+        self.fc2 = torch.nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        s = self.sn(self.fc1(x).unsqueeze(0).repeat(self.T, 1, 1))
+        return s, self.fc2(s)
+'''
+
+
+def test_own_network_with_model_spec(tmp_path, monkeypatch):
+    (tmp_path / "net.py").write_text(USER_NET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from net import Net
+    from gradflow.losses import ce_over_time
+
+    torch.manual_seed(0)
+    net = Net(hidden=5, T=3)
+    torch.save(net.state_dict(), "ckpt.pt")
+    x, y = torch.rand(20, 6) * 3, torch.randint(0, 3, (20,))
+    torch.save({"x": x, "y": y}, "in.pt")
+    argv = ["analyze", "ckpt.pt", "--model", "net.py:Net", "--model-arg", "hidden=5", "--model-arg", "T=3",
+            "--input", "in.pt", "--samples", "20", "--batch-size", "20", "--out", "r", "-q"]
+    # the logits are the second element of the output: gradflow asks which element to use
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 2 and "--output-index" in res.stderr and "Traceback" not in res.output
+    res = runner.invoke(app, argv + ["--output-index", "1"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["model_code"] == "net.py:Net(hidden=5, T=3)" and summary["samples"] == 20
+    assert "element 1 of a tuple of 2" in summary["logits"] and summary["neuron"] == "lif"
+    with torch.no_grad():
+        direct = ce_over_time(net(x)[1], y).item()  # the user's own weights, fed as their code expects
+    assert summary["loss"] == pytest.approx(direct, rel=1e-6)
+    assert pd.read_csv(tmp_path / "r" / "per_step.csv").layer.unique().tolist() == ["sn"]

@@ -38,6 +38,8 @@ import torch
 from ..errors import UsageError
 from ..io.checkpoints import ASSETS, LoadedModel, load_checkpoint
 from ..io.inputs import InputSource, resolve_input
+from ..io.usermodel import UserModel
+from ..models import neurons_of
 from .config import MAX_AUTO_BATCH, MODES, AnalysisConfig, Progress, _bad
 from .recording import analyze_model, estimate_memory, retained_memory
 from .result import Analysis, combine, versions
@@ -47,16 +49,39 @@ __all__ = [
     "MODES", "MAX_AUTO_BATCH",
 ]
 
-ModelLike = Union[torch.nn.Module, LoadedModel, str, Path]
+ModelLike = Union[torch.nn.Module, LoadedModel, UserModel, str, Path]
+RunItem = Union[torch.nn.Module, LoadedModel, UserModel]
 
 
-def run_names(loaded: Sequence[LoadedModel]) -> List[str]:
-    """Run labels for a comparison: the neuron kinds (``LIF``, ``CLIF``) when they differ, else the file
-    stems, else ``"<i>:<stem>"``."""
-    kinds = [lm.config["neuron"].upper() for lm in loaded]
+def _model(item: RunItem) -> torch.nn.Module:
+    model = item.model if isinstance(item, (LoadedModel, UserModel)) else item
+    if not isinstance(model, torch.nn.Module):
+        raise _bad("models", f"models must be gradflow models or checkpoints, got {type(model).__name__}.")
+    return model
+
+
+def _kind(item: RunItem) -> str:
+    if isinstance(item, LoadedModel):
+        return str(item.config["neuron"]).upper()
+    found = neurons_of(_model(item))
+    return found[0].kind.upper() if found else type(_model(item)).__name__
+
+
+def _stem(item: RunItem) -> str:
+    if isinstance(item, LoadedModel):
+        return Path(item.path).stem
+    if isinstance(item, UserModel):
+        return Path(item.checkpoint).stem if item.checkpoint else item.description
+    return type(item).__name__
+
+
+def run_names(items: Sequence[RunItem]) -> List[str]:
+    """Run labels for a comparison: the neuron kinds (``LIF``, ``CLIF``) when they differ, else the
+    checkpoint file stems (a model's class name), else ``"<i>:<stem>"``."""
+    kinds = [_kind(item) for item in items]
     if len(set(kinds)) == len(kinds):
         return kinds
-    stems = [Path(lm.path).stem for lm in loaded]
+    stems = [_stem(item) for item in items]
     if len(set(stems)) == len(stems):
         return stems
     return [f"{i}:{s}" for i, s in enumerate(stems)]
@@ -71,8 +96,19 @@ def _shown_path(path: str) -> str:
         return str(p)
 
 
-def _as_runs(models) -> Dict[str, Union[torch.nn.Module, LoadedModel]]:
-    """``{run name: model or LoadedModel}`` from one model, a list or a mapping (paths are loaded)."""
+def _provenance(item: RunItem) -> Dict[str, Any]:
+    """``summary.json`` entries saying where a run's model and weights came from."""
+    if isinstance(item, LoadedModel):
+        return dict(checkpoint=_shown_path(item.path), checkpoint_format=item.format, inferred=list(item.notes),
+                    checkpoint_meta={k: v for k, v in item.meta.items() if isinstance(v, (int, float, str, dict, list))})
+    if isinstance(item, UserModel):
+        return dict(model_code=item.description, checkpoint=item.checkpoint and _shown_path(item.checkpoint),
+                    checkpoint_format=item.format, converted_neurons=item.converted, inferred=list(item.notes))
+    return {}
+
+
+def _as_runs(models) -> Dict[str, RunItem]:
+    """``{run name: model, LoadedModel or UserModel}`` from one, a list or a mapping (paths are loaded)."""
     def loaded(m):
         return load_checkpoint(m) if isinstance(m, (str, Path)) else m
 
@@ -81,11 +117,7 @@ def _as_runs(models) -> Dict[str, Union[torch.nn.Module, LoadedModel]]:
     items = [loaded(m) for m in (models if isinstance(models, (list, tuple)) else [models])]
     if not items:
         raise _bad("models", "models is empty; give a model, a checkpoint or a list of them.")
-    if all(isinstance(m, LoadedModel) for m in items):
-        names = run_names(items)
-    else:
-        names = [type(items[0]).__name__] if len(items) == 1 else [f"run{i}" for i in range(len(items))]
-    return dict(zip(names, items))
+    return dict(zip(run_names(items), items))
 
 
 def analyze(
@@ -95,6 +127,7 @@ def analyze(
     *,
     data: Optional[str] = None,
     input_file: Optional[Union[str, Path]] = None,
+    time_major: Optional[bool] = None,
     trust: bool = False,
     progress: Optional[Progress] = None,
     **options: Any,
@@ -102,14 +135,17 @@ def analyze(
     """Record the gradient flow of one or several models and compare it with theory.
 
     ``models``: a gradflow model (``nn.Module`` with gradflow neurons), a checkpoint loaded with
-    :func:`gradflow.load_checkpoint`, a checkpoint path, or a list or ``{name: ...}`` mapping of these
-    for a side-by-side analysis (list entries are named by :func:`run_names`).
+    :func:`gradflow.load_checkpoint`, the user's own network loaded with
+    :func:`gradflow.io.usermodel.load_user_model` (fed through its own forward; ``output_index`` picks
+    the logits in its output), a checkpoint path, or a list or ``{name: ...}`` mapping of these for a
+    side-by-side analysis (list entries are named by :func:`run_names`).
 
     Inputs: ``source`` (an :class:`gradflow.io.inputs.InputSource`) for every model, else per model
-    ``input_file`` (``.pt``/``.npz`` with ``x`` and optional ``y``), ``data`` (``cifar10:DIR``,
-    ``cifar100:DIR``, ``task:NAME[:k=v,...]`` or ``random``), the task stored in a gradflow checkpoint,
-    or labelled random input as the last resort (:func:`gradflow.io.inputs.resolve_input`). ``trust``:
-    allow a full unpickle of input files (they may run code).
+    ``input_file`` (``.pt``/``.npz`` with ``x`` and optional ``y``; ``time_major`` says whether its
+    ``x`` is ``[T, N, ...]``, None: read from its shape), ``data`` (``cifar10:DIR``, ``cifar100:DIR``,
+    ``task:NAME[:k=v,...]`` or ``random``), the task stored in a gradflow checkpoint, or labelled random
+    input as the last resort (:func:`gradflow.io.inputs.resolve_input`). ``trust``: allow a full unpickle
+    of input files (they may run code).
 
     ``config`` (:class:`AnalysisConfig`) and keyword ``options`` (its fields, which win) say how to
     record. ``progress(run, samples_done, samples_total)`` is called after every backward pass.
@@ -124,18 +160,11 @@ def analyze(
     cfg = dataclasses.replace(config or AnalysisConfig(), **options)
     results: Dict[str, Analysis] = {}
     for name, item in _as_runs(models).items():
-        loaded = item if isinstance(item, LoadedModel) else None
-        model = loaded.model if loaded is not None else item
-        if not isinstance(model, torch.nn.Module):
-            raise _bad("models", f"models must be gradflow models or checkpoints, got {type(model).__name__}.")
+        model = _model(item)
+        task = item.meta.get("task") if isinstance(item, LoadedModel) else None
         src = source or resolve_input(model, input_file=None if input_file is None else str(input_file),
-                                      data=data, task_config=loaded.meta.get("task") if loaded else None,
-                                      trust=trust)
+                                      data=data, task_config=task, trust=trust, time_major=time_major)
         res = analyze_model(model, src, cfg, name, progress)
-        if loaded is not None:
-            res.meta.update(checkpoint=_shown_path(loaded.path), checkpoint_format=loaded.format,
-                            inferred=list(loaded.notes),
-                            checkpoint_meta={k: v for k, v in loaded.meta.items()
-                                             if isinstance(v, (int, float, str, dict, list))})
+        res.meta.update(_provenance(item))
         results[name] = res
     return combine(results)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -50,6 +50,8 @@ class AnalysisConfig:
     backward pass exceeds it (None: no check). ``theory_model``: the theory's prediction model for
     ``predicted_relative`` (None: the theory's default; :data:`gradflow.theory.MODELS`). ``resamples``:
     bootstrap resamples of the report's 95% intervals (over samples, seeded with ``seed``).
+    ``output_index``: for the user's own network, which element of its output holds the logits (an
+    index or a key; None: found by shape, :func:`gradflow.io.usermodel.extract_logits`).
 
     Raises :class:`UsageError` naming the field on a bad value.
 
@@ -73,6 +75,7 @@ class AnalysisConfig:
     memory_limit_gb: Optional[float] = 8.0
     theory_model: Optional[str] = None
     resamples: int = stats.DEFAULT_RESAMPLES
+    output_index: Union[int, str, None] = None
 
     def __post_init__(self) -> None:
         _positive_int("samples", self.samples)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,9 @@ import torch
 from .. import theory
 from ..errors import DataError, UsageError
 from ..io.inputs import InputSource
+from ..io.usermodel import model_logits
 from ..losses import get_loss
+from ..models import SpikingModel
 from ..neurons import SpikingNeuron
 from ..recorder import record, sample_bytes
 from .config import MAX_AUTO_BATCH, AnalysisConfig, Progress, _bad
@@ -31,37 +33,74 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def _static_rank(model: torch.nn.Module) -> int:
-    return getattr(model, "static_rank", 4)
+@dataclass
+class _Forward:
+    """How a model is fed and read: its input layout and where its per-step logits are.
+
+    gradflow's architectures (:class:`gradflow.models.SpikingModel`) return per-step logits
+    ``[T, N, C]`` and take a static ``[N, ...]`` or time-major ``[T, N, ...]`` input (their rank says
+    which). Any other model (the user's own network, :func:`gradflow.io.usermodel.load_user_model`) is
+    run by :func:`gradflow.io.usermodel.model_logits`: states reset, its own forward, logits found in
+    its output (``output_index`` picks a tuple element); ``time_major`` comes from the input source.
+    """
+
+    model: torch.nn.Module
+    time_major: Optional[bool] = None
+    output_index: Union[int, str, None] = None
+    logits_description: Optional[str] = None
+
+    @property
+    def native(self) -> bool:
+        return isinstance(self.model, SpikingModel)
+
+    def is_time_major(self, x: torch.Tensor) -> bool:
+        if self.time_major is not None:
+            return bool(self.time_major)
+        return self.native and x.dim() == self.model.static_rank + 1
+
+    def first(self, x: torch.Tensor, y, n: int):
+        """The first ``n`` samples of a batch (sample axis 1 for time-major input, else 0)."""
+        xs = x[:, :n] if self.is_time_major(x) else x[:n]
+        return xs, (None if y is None else y[:n])
+
+    def count(self, x: torch.Tensor) -> int:
+        return x.shape[1] if self.is_time_major(x) else x.shape[0]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-step logits ``[T, N, C]`` of the batch ``x``."""
+        if self.native:
+            return self.model(x)
+        found = model_logits(self.model, x, output_index=self.output_index, time_major=self.is_time_major(x))
+        self.logits_description = found.description
+        return found.per_step()
 
 
-def _n_samples(model: torch.nn.Module, x: torch.Tensor) -> int:
-    return x.shape[0] if x.dim() == _static_rank(model) else x.shape[1]
-
-
-def _first_samples(model: torch.nn.Module, x: torch.Tensor, y, n: int):
-    """The first ``n`` samples of a batch (sample axis 0 for static input, 1 for time-major input)."""
-    xs = x[:n] if x.dim() == _static_rank(model) else x[:, :n]
-    return xs, (None if y is None else y[:n])
-
-
-def _layer_sizes(model: torch.nn.Module, x: torch.Tensor) -> List[int]:
+def _layer_sizes(fwd: _Forward, x: torch.Tensor) -> List[int]:
     """Elements per sample of every neuron layer over all steps (``T * E_l``), from one no-grad forward
-    of the first sample of ``x``."""
-    sizes: List[int] = []
-    handles = [m.register_forward_hook(lambda mod, inp, out: sizes.append(out.shape[0] * out[0, :1].numel()))
-               for m in model.modules() if isinstance(m, SpikingNeuron)]
+    of the first sample of ``x`` (a layer called once per step adds up its calls)."""
+    sizes: Dict[int, int] = {}
+
+    def count(mod, inp, out):
+        sizes[id(mod)] = sizes.get(id(mod), 0) + out.numel()
+
+    handles = [m.register_forward_hook(count) for m in fwd.model.modules() if isinstance(m, SpikingNeuron)]
     try:
-        one, _ = _first_samples(model, x, None, 1)
+        one, _ = fwd.first(x, None, 1)
         with torch.no_grad():
-            model(one)
+            fwd.logits(one)
     finally:
         for h in handles:
             h.remove()
-    return sizes
+    return list(sizes.values())
 
 
-def estimate_memory(model: torch.nn.Module, x: torch.Tensor, *, pairs: bool, max_lag: Optional[int]) -> float:
+def _steps(model: torch.nn.Module, x: torch.Tensor, fwd: _Forward) -> int:
+    """The model's number of time steps T (its ``T``, else the length of a time-major input, else 1)."""
+    return int(getattr(model, "T", x.shape[0] if fwd.is_time_major(x) else 1))
+
+
+def estimate_memory(model: torch.nn.Module, x: torch.Tensor, *, pairs: bool, max_lag: Optional[int],
+                    time_major: Optional[bool] = None, output_index: Union[int, str, None] = None) -> float:
     """Estimated peak bytes of one recorded forward+backward of the batch ``x``.
 
     One no-grad forward of a single sample measures each neuron layer's size ``E_l`` (elements per
@@ -69,13 +108,19 @@ def estimate_memory(model: torch.nn.Module, x: torch.Tensor, *, pairs: bool, max
     recorder adds, for the layer it is finishing, about 12 such tensors (u, delta, spatial, temporal,
     eps, Jacobian entries) and, with pairs, 3 tensors of ``(K + 1) * E_l`` (``K`` the largest lag).
     The estimate is proportional to the number of samples in ``x``; what the recorder keeps per sample
-    across passes is :func:`retained_memory`.
+    across passes is :func:`retained_memory`. ``time_major``: whether ``x`` is ``[T, N, ...]`` (None:
+    a gradflow model's rank says); ``output_index``: where the logits are in the output of a model that
+    is not a gradflow architecture (:func:`gradflow.io.usermodel.extract_logits`).
     """
-    sizes = _layer_sizes(model, x)
+    return _pass_bytes(_Forward(model, time_major, output_index), x, pairs, max_lag)
+
+
+def _pass_bytes(fwd: _Forward, x: torch.Tensor, pairs: bool, max_lag: Optional[int]) -> float:
+    sizes = _layer_sizes(fwd, x)
     if not sizes:
         return 0.0
-    n = _n_samples(model, x)
-    T = getattr(model, "T", 1)
+    n = fwd.count(x)
+    T = _steps(fwd.model, x, fwd)
     elem = torch.finfo(x.dtype).bits // 8 if x.is_floating_point() else 4
     per_layer = [s * n * elem for s in sizes]  # T * E_l * N * bytes
     K = (T - 1) if max_lag is None else min(max_lag, T - 1)
@@ -85,18 +130,23 @@ def estimate_memory(model: torch.nn.Module, x: torch.Tensor, *, pairs: bool, max
 
 
 def retained_memory(model: torch.nn.Module, x: torch.Tensor, samples: int, *, pairs: bool,
-                    max_lag: Optional[int]) -> float:
+                    max_lag: Optional[int], time_major: Optional[bool] = None,
+                    output_index: Union[int, str, None] = None) -> float:
     """Bytes the recorder keeps for ``samples`` samples until the end of the analysis: per sample and
     layer :func:`gradflow.recorder.sample_bytes` (the per-sample sums the intervals resample)."""
-    T = getattr(model, "T", 1)
-    return float(samples * len(_layer_sizes(model, x)) * sample_bytes(T, max_lag, pairs))
+    return _kept_bytes(_Forward(model, time_major, output_index), x, samples, pairs, max_lag)
+
+
+def _kept_bytes(fwd: _Forward, x: torch.Tensor, samples: int, pairs: bool, max_lag: Optional[int]) -> float:
+    sizes = _layer_sizes(fwd, x)
+    return float(samples * len(sizes) * sample_bytes(_steps(fwd.model, x, fwd), max_lag, pairs))
 
 
 def _amount(nbytes: float) -> str:
     return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 0.1 * 2**30 else f"{nbytes / 2**20:.2g} MiB"
 
 
-def _batch_size(model: torch.nn.Module, source: InputSource, cfg: AnalysisConfig, dev, dtype) -> int:
+def _batch_size(fwd: _Forward, source: InputSource, cfg: AnalysisConfig, dev, dtype) -> int:
     """``cfg.batch_size``, checked against the memory limit, or the automatic choice (see AnalysisConfig).
 
     The limit covers one backward pass (:func:`estimate_memory`) plus what is kept for all
@@ -106,8 +156,8 @@ def _batch_size(model: torch.nn.Module, source: InputSource, cfg: AnalysisConfig
     if probe is None:
         raise DataError("The input source gave no batches to analyse.")
     x = probe[0].to(dev, dtype=dtype)
-    per_sample = estimate_memory(model, x, pairs=cfg.pairs, max_lag=cfg.max_lag)
-    kept = retained_memory(model, x, cfg.samples, pairs=cfg.pairs, max_lag=cfg.max_lag)
+    per_sample = _pass_bytes(fwd, x, cfg.pairs, cfg.max_lag)
+    kept = _kept_bytes(fwd, x, cfg.samples, cfg.pairs, cfg.max_lag)
     limit = None if cfg.memory_limit_gb is None else cfg.memory_limit_gb * 2**30 - kept
     cap = min(cfg.samples, MAX_AUTO_BATCH)
     if cfg.batch_size is not None:
@@ -176,20 +226,22 @@ class _Tally:
         return float(np.average(self.losses, weights=self.sizes))
 
 
-def _labels(model: torch.nn.Module, x: torch.Tensor, y, dev) -> torch.Tensor:
-    """The batch's labels on ``dev``, checked; without labels, the model's own predictions."""
+def _labels(y, logits: torch.Tensor, dev) -> torch.Tensor:
+    """The batch's labels on ``dev``, checked against the ``C`` classes of the logits ``[T, N, C]``;
+    without labels, the model's own predictions (argmax of the time-mean logits)."""
     if y is None:
-        with torch.no_grad():
-            return model(x).mean(0).argmax(-1)
+        return logits.detach().mean(0).argmax(-1)
     y = y.to(dev)
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= model.num_classes):
-        raise DataError(f"Labels must lie in 0..{model.num_classes - 1}; found {int(y.min())}..{int(y.max())}.")
+    C = logits.shape[-1]
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= C):
+        raise DataError(f"Labels must lie in 0..{C - 1}; found {int(y.min())}..{int(y.max())}.")
     return y
 
 
-def _record_batches(model, source: InputSource, cfg: AnalysisConfig, label: str,
+def _record_batches(fwd: _Forward, source: InputSource, cfg: AnalysisConfig, label: str,
                     progress: Optional[Progress]) -> Tuple[Any, _Tally, int]:
     """Record ``cfg.samples`` samples of ``source``; returns the closed recorder, the tally, the batch size."""
+    model = fwd.model
     dev = _device(cfg.device)
     task = getattr(source, "task", None)
     loss_fn = get_loss(cfg.loss)
@@ -198,13 +250,12 @@ def _record_batches(model, source: InputSource, cfg: AnalysisConfig, label: str,
         model.to(dev)
         model.train(cfg.mode == "train")
         dtype = params[0].dtype if params else torch.float32
-        size = _batch_size(model, source, cfg, dev, dtype)
+        size = _batch_size(fwd, source, cfg, dev, dtype)
         with record(model, pairs=cfg.pairs, weights=cfg.weights, max_lag=cfg.max_lag) as rec:
             for x, y in source.batches(size, cfg.batches(size), cfg.seed):
-                x, y = _first_samples(model, x, y, cfg.samples - tally.samples)
-                x = x.to(dev, dtype=dtype)
-                y = _labels(model, x, y, dev)
-                logits = model(x)
+                x, y = fwd.first(x, y, cfg.samples - tally.samples)
+                logits = fwd.logits(x.to(dev, dtype=dtype))
+                y = _labels(y, logits, dev)
                 value = task.loss(logits, y, kind=cfg.loss) if task is not None else loss_fn(logits, y)
                 value.backward()
                 for p in params:
@@ -255,9 +306,10 @@ def _tau_summary(layers: pd.DataFrame):
     return float(taus[0]) if len(taus) == 1 else {r.layer: float(r.tau) for r in layers.itertuples()}
 
 
-def _meta(model, source: InputSource, cfg: AnalysisConfig, tables, tally: _Tally, batch_size: int,
+def _meta(fwd: _Forward, source: InputSource, cfg: AnalysisConfig, tables, tally: _Tally, batch_size: int,
           warnings: List[str]) -> Dict[str, Any]:
     """The ``summary.json`` entries of one run (docs/reference.md, summary.json)."""
+    model = fwd.model
     layers, per = tables["layers"], tables["per_step"]
     first = layers.iloc[0]
     task = getattr(source, "task", None)
@@ -274,6 +326,7 @@ def _meta(model, source: InputSource, cfg: AnalysisConfig, tables, tally: _Tally
         "loss": tally.loss,
         "loss_per_batch": tally.losses,
         "loss_kind": cfg.loss if task is None else f"task:{cfg.loss}",
+        "logits": fwd.logits_description or "per-step logits [T, N, C] of a gradflow architecture",
         "accuracy": tally.correct / tally.samples if labelled and tally.samples else None,
         "inputs": getattr(source, "describe", str(source)),
         "input_kind": getattr(source, "kind", "?"),
@@ -293,9 +346,10 @@ def _meta(model, source: InputSource, cfg: AnalysisConfig, tables, tally: _Tally
 
 
 def analyze_model(model: torch.nn.Module, source: InputSource, cfg: AnalysisConfig, label: str,
-                 progress: Optional[Progress]) -> Analysis:
+                  progress: Optional[Progress]) -> Analysis:
     """Record one model and build its :class:`Analysis`."""
-    rec, tally, batch_size = _record_batches(model, source, cfg, label, progress)
+    fwd = _Forward(model, getattr(source, "time_major", None), cfg.output_index)
+    rec, tally, batch_size = _record_batches(fwd, source, cfg, label, progress)
     tables = _recorded_tables(rec, cfg)
     warnings: List[str] = []
     if cfg.pairs:
@@ -307,11 +361,5 @@ def analyze_model(model: torch.nn.Module, source: InputSource, cfg: AnalysisConf
             + (f" and {tally.nonfinite} batch losses were not finite" if tally.nonfinite else "")
             + "; affected numbers are NaN in the tables."
         )
-    samples = rec.samples() if hasattr(rec, "samples") else None  # per-sample sums (newer recorders)
-    meta = _meta(model, source, cfg, tables, tally, batch_size, warnings)
-    return Analysis(tables=tables, meta=meta, samples=samples, warnings=warnings, config=cfg)
-
-
-# ----------------------------------------------------------------------------- the pipeline
-
-
+    meta = _meta(fwd, source, cfg, tables, tally, batch_size, warnings)
+    return Analysis(tables=tables, meta=meta, samples=rec.samples(), warnings=warnings, config=cfg)
