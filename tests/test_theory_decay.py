@@ -1,4 +1,4 @@
-"""Lag predictions of gradflow.theory against direct measurements (docs §4-§7).
+"""Lag predictions of gradflow.theory against direct measurements (docs §4, §8-§10).
 
 The measurement here is written out from docs/theory.md Eq. 17 without the recorder: for one LIF
 or CLIF layer driven by i.i.d. Gaussian currents with loss ``sum_t <e[t], s[t]>``,

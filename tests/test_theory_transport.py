@@ -40,7 +40,7 @@ def options(neuron):
     """The theory's keyword arguments for a gradflow neuron module."""
     return dict(neuron=neuron.kind, tau=neuron.current_tau(), v_threshold=float(neuron.v_threshold),
                 surrogate=neuron.sur.name, alpha=neuron.sur.alpha, v_reset=neuron.v_reset,
-                detach_reset=neuron.detach_reset)
+                detach_reset=neuron.detach_reset, m_grad=getattr(neuron, "m_grad", True))
 
 
 def data(seed, shape=(40, 7), mean=0.6, std=0.6):
@@ -114,6 +114,19 @@ def test_clif_pair_norms_exact_and_m_path(surrogate, alpha, detach):
     np.testing.assert_allclose(tf.relative ** 2, (tf.leak * tf.survival) ** 2 + tf.m_path, rtol=1e-12)
     assert np.max(np.abs(tf.m_path[2:])) > 1e-6  # the m path carries gradient from lag 2 on
     assert tf.m_path[1] == pytest.approx(0.0, abs=1e-15)  # lag 1 is the v path alone (xi)
+
+
+@pytest.mark.skipif(not hasattr(gradflow.CLIF(), "m_grad"), reason="the neurons have no m_grad option")
+def test_clif_without_m_gradient():
+    """CLIF's m_grad=False ablation: no m path, and the v path loses the u -> m -> v term."""
+    neuron = gradflow.CLIF(tau=2.0, surrogate="sigmoid", m_grad=False)
+    x, g = data(6, mean=0.7, std=0.7)
+    u, P, ag = autograd_pairs(neuron, x, g)
+    tf = th.exact_transport(u, P, **options(neuron))
+    np.testing.assert_allclose(tf.pair_sq, ag, rtol=1e-12, atol=1e-14 * ag.max())
+    np.testing.assert_allclose(tf.m_path, 0.0, atol=1e-15)
+    with_m = th.exact_transport(u, P, **{**options(neuron), "m_grad": True})
+    assert np.max(np.abs(with_m.pair_sq - ag)) > 1e-6 * ag.max()
 
 
 def test_plif_and_truncation():

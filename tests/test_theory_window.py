@@ -30,7 +30,8 @@ def test_zones_follow_the_window_and_the_spike():
     assert z.min() == 0 and z.max() == 5 and np.all(np.diff(z[:4001]) >= 0)
     # smooth surrogates: the half-width of the rectangle with the same peak
     assert th.zone_width("sigmoid", 4.0) == 0.5 and th.zone_width("atan", 1.0) == 1.0
-    assert th.zone_width("triangle", 2.0) == 0.5
+    assert th.zone_width("triangle", 2.0) == 0.25  # half the support: its factor varies inside
+    assert th.zone_width("rectangle", 0.7) == 0.35
     with pytest.raises(th.TheoryError):
         th.window_zones(u, edges=(0.0, -1.0))
 

@@ -1,4 +1,4 @@
-"""Measured against predicted lag profiles: the ``theory.csv`` table (docs §9)."""
+"""Measured against predicted lag profiles: the ``theory.csv`` table (docs §10)."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def theory_table(
     max_lag: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Build ``theory.csv``: measured and predicted ``relative_k`` per layer and lag (docs §9).
+    """Build ``theory.csv``: measured and predicted ``relative_k`` per layer and lag (docs §10).
 
     lags, per_step: the recorder's tables. transport: ``{layer: inputs}`` from
     :func:`gradflow.theory.transport_inputs` (summed over batches), needed by the default ``window``

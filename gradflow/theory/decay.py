@@ -1,4 +1,4 @@
-"""Comparison models of the temporal gradient's decay with the lag k (docs §4, §7-§8).
+"""Comparison models of the temporal gradient's decay with the lag k (docs §4, §8-§9).
 
 The measured quantity (docs Eq. 17) is, for one layer,
 
@@ -146,7 +146,7 @@ def fit_current_model(
     surrogates), or a coarse 2-D grid (``f[0]`` of 0 or 1).
 
     For the smooth surrogates the window fraction is 1 and only the firing-rate transient over t
-    identifies ``std``: the fit is weaker there (docs §6).
+    identifies ``std``: the fit is weaker there (docs §9, A4).
     """
     cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, False, decay_input)
     fr = np.asarray(firing_rate, float)
@@ -341,10 +341,11 @@ def predict_lags(
     n_sim: int = 50_000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Predicted ``relative_k`` per layer from the recorder's ``per_step`` table (docs §5).
+    """Predicted ``relative_k`` per layer from the recorder's ``per_step`` table (docs §8).
 
-    per_step: SPEC §3 columns (several steps and layers allowed; statistics are averaged over
-    ``step`` per ``(layer, t)``: squared spatial norms, firing rates, window fractions).
+    per_step: the recorder's ``per_step`` table (docs/reference.md); several steps and layers are
+    allowed, and the statistics are averaged over ``step`` per ``(layer, t)``: squared spatial
+    norms, firing rates, window fractions.
     neuron: ``lif``/``plif``/``clif``; None takes each layer's ``neuron`` column. tau: one value,
     a mapping from layer name to tau, or None to read each layer's ``tau`` column (gradflow's
     recorder adds it; PLIF's learned value, averaged over steps).

@@ -1,6 +1,6 @@
 """One-step temporal factors of LIF and CLIF in closed form (docs §2-§3).
 
-Notation (SPEC §1): ``u[t]`` potential after charging, ``s[t] = H(u[t] - theta)``, ``v[t]`` state
+Notation (docs/reference.md, Neurons): ``u[t]`` potential after charging, ``s[t] = H(u[t] - theta)``, ``v[t]`` state
 after reset, ``m[t]`` CLIF's complementary potential, ``gamma = 1 - 1/tau``. Every quantity is
 elementwise: a neuron's state only talks to itself across time, so the "Jacobian" of a layer is
 a diagonal per entry and is returned as arrays of the input's shape.
@@ -10,8 +10,8 @@ gradients ``delta[t]`` and into the ``pair[t, t+k]`` terms (docs/theory.md §3),
 simulation of both neurons (used by the Monte Carlo predictors in :mod:`gradflow.theory.decay`),
 and :class:`NeuronConfig`, every gradient-changing option of one layer validated once.
 
-CLIF's symbols follow the paper (Huang et al., ICML 2024): ``xi = du[t+1]/du[t]`` (Eq. 22) and
-``psi = dm[t]/du[t]`` (Eq. 23).
+CLIF's symbols follow the paper (Huang et al., ICML 2024): ``xi = du[t+1]/du[t]`` (paper Eq. 22)
+and ``psi = dm[t]/du[t]`` (paper Eq. 23).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def reset_factor(
     alpha: float | None = None,
     v_reset: float | None = None,
     detach_reset: bool = False,
+    m_grad: bool = True,
 ):
     """The reset factor ``f[t] = dv[t]/du[t]``: what the neuron's own fire/reset passes on (docs Eq. 3, 5c).
 
@@ -71,6 +72,8 @@ def reset_factor(
     * hard, ``detach_reset``:                             ``f = 1 - s``                      (Eq. 4b)
     * CLIF, at fixed ``m[t-1]``:   ``f = 1 - sg (theta + sigma(m[t])) - s sigma'(m[t]) psi[t]``  (Eq. 5c)
 
+    ``m_grad=False`` (CLIF's ablation that detaches ``m``) drops the last CLIF term and the ``m`` path.
+
     u: potentials ``[...]`` (any shape, float64 result of the same shape). m_prev: CLIF's
     ``m[t-1]`` (same shape; required for CLIF, ignored otherwise; :func:`clif_memory` computes it
     from a trajectory of ``u``). With the rectangle surrogate at ``alpha = theta`` and the soft
@@ -79,13 +82,12 @@ def reset_factor(
     >>> reset_factor([0.2, 0.9, 1.2]).tolist()          # LIF, rectangle alpha = theta = 1
     [1.0, 0.0, 0.0]
     """
-    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, detach_reset)
+    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, detach_reset, m_grad=m_grad)
     u = np.asarray(u, dtype=np.float64)
     if cfg.neuron == "clif":
         if m_prev is None:
             raise TheoryError("CLIF's reset factor needs m_prev = m[t-1] (see clif_memory)")
-        return clif_jacobian(u, m_prev, tau=cfg.tau, v_threshold=cfg.v_threshold, surrogate=cfg.surrogate,
-                             alpha=cfg.alpha, detach_reset=cfg.detach_reset).uu / cfg.gamma
+        return cfg.jac(u, m_prev).uu / cfg.gamma
     theta = cfg.v_threshold
     if cfg.v_reset is None:
         # soft reset: dv/du = 1 - theta * sg (the spike is differentiated through sg)
@@ -139,10 +141,10 @@ class ClifJacobian(NamedTuple):
 
     Fields (arrays of the state's shape), at fixed next input ``x[t+1]``:
 
-    * ``uu = du[t+1]/du[t]``    at fixed ``m[t-1]``: the paper's ``xi`` (Eq. 22), CLIF's
+    * ``uu = du[t+1]/du[t]``    at fixed ``m[t-1]``: the paper's ``xi`` (paper Eq. 22), CLIF's
       counterpart of LIF's ``eps``; also :attr:`xi`
     * ``um = du[t+1]/dm[t-1]``  the memory reaching the next potential through the reset
-    * ``mu = dm[t]/du[t]``      the potential feeding the memory: the paper's ``psi`` (Eq. 23);
+    * ``mu = dm[t]/du[t]``      the potential feeding the memory: the paper's ``psi`` (paper Eq. 23);
       also :attr:`psi`
     * ``mm = dm[t]/dm[t-1]``    the memory's own decay ``sigmoid(u[t]/tau)``
     """
@@ -178,8 +180,9 @@ def clif_jacobian(
     surrogate: str = "rectangle",
     alpha: float | None = None,
     detach_reset: bool = False,
+    m_grad: bool = True,
 ) -> ClifJacobian:
-    """Exact one-step Jacobian of CLIF (SPEC §1, paper Eq. 19) in closed form (docs Eq. 5-6).
+    """Exact one-step Jacobian of CLIF (docs/reference.md, paper Eq. 19) in closed form (docs Eq. 5-6).
 
     CLIF step: ``m = m_prev * sigmoid(u/tau) + s`` and ``v = u - s * (theta + sigmoid(m))``, then
     ``u[t+1] = gamma * v + x[t+1]``. With ``sg = sg(u - theta)``, ``s = H(u - theta)``,
@@ -191,12 +194,14 @@ def clif_jacobian(
         dv/dm_prev = - s * sigma' * q                                               (Eq. 5d)
 
     and ``uu = xi = gamma * dv/du``, ``um = gamma * dv/dm_prev``, ``mu = psi``, ``mm = q`` (Eq. 6).
-    ``psi`` and ``xi`` are the paper's names (Eqs. 23 and 22). The term ``- s * sigma' * psi`` is
+    ``psi`` and ``xi`` are the paper's names (paper Eqs. 23 and 22). The term ``- s * sigma' * psi`` is
     the path ``u[t] -> m[t] -> v[t] -> u[t+1]``; it belongs to ``uu`` and must not be counted again
     through ``dL/dm[t]`` (docs §3.2).
 
     ``detach_reset=True`` stops the gradient through ``s`` in the reset line only: the
     ``sg * (theta + sigma)`` term of Eq. 5c drops, while ``psi`` keeps its ``sg`` (m still sees it).
+    ``m_grad=False`` (the neuron's ablation that detaches ``m``) leaves ``uu = gamma (1 - sg (theta +
+    sigma))`` and zeroes ``um``, ``mu`` and ``mm``: no gradient passes through the memory.
 
     u, m_prev: broadcastable arrays (``m_prev = m[t-1]``). Returns a :class:`ClifJacobian`.
     """
@@ -214,6 +219,9 @@ def clif_jacobian(
     psi = m_prev * q * (1.0 - q) / tau + d
     # reset v = u - s * (theta + sigmoid(m)); the reset-line spike may be detached
     ds_reset = 0.0 if detach_reset else d
+    if not m_grad:  # m is a constant for the gradient
+        zero = np.zeros_like(u)
+        return ClifJacobian(uu=g * (1.0 - ds_reset * (theta + expit(m))), um=zero, mu=zero, mm=zero)
     dsig = _dsigmoid(m)
     dv_du = 1.0 - ds_reset * (theta + expit(m)) - s * dsig * psi
     dv_dm = -s * dsig * q
@@ -387,7 +395,8 @@ class NeuronConfig:
     """Every gradient-changing option of one neuron layer, validated once.
 
     ``neuron`` is normalised to ``lif`` (also for ``plif``: same dynamics, its learned ``tau`` is
-    passed as ``tau``) or ``clif``; ``alpha=None`` becomes the surrogate's default. Raises
+    passed as ``tau``) or ``clif``; ``alpha=None`` becomes the surrogate's default. ``m_grad``
+    (CLIF only; False detaches ``m``, an ablation) is ignored for LIF. Raises
     :class:`TheoryError` for an unknown neuron or surrogate, ``tau <= 0`` or a CLIF hard reset.
 
     >>> NeuronConfig("plif", 3.0).gamma
@@ -402,12 +411,14 @@ class NeuronConfig:
     v_reset: float | None = None
     detach_reset: bool = False
     decay_input: bool = False
+    m_grad: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "neuron", _check_neuron(self.neuron))
         object.__setattr__(self, "alpha", resolve_alpha(self.surrogate, self.alpha))
         object.__setattr__(self, "tau", float(self.tau))
         object.__setattr__(self, "v_threshold", float(self.v_threshold))
+        object.__setattr__(self, "m_grad", bool(self.m_grad))
         if self.v_reset is not None:
             object.__setattr__(self, "v_reset", float(self.v_reset))
         gamma_of(self.tau)
@@ -430,11 +441,11 @@ class NeuronConfig:
 
     def jac(self, u, m_prev):
         """CLIF Jacobian, :func:`clif_jacobian` with these options."""
-        return clif_jacobian(u, m_prev, tau=self.tau, v_threshold=self.v_threshold,
-                             surrogate=self.surrogate, alpha=self.alpha, detach_reset=self.detach_reset)
+        return clif_jacobian(u, m_prev, tau=self.tau, v_threshold=self.v_threshold, surrogate=self.surrogate,
+                             alpha=self.alpha, detach_reset=self.detach_reset, m_grad=self.m_grad)
 
     def factor_kw(self) -> dict:
         """Keyword arguments of :func:`reset_factor` (and the transport functions) for this layer."""
         return dict(neuron=self.neuron, tau=self.tau, v_threshold=self.v_threshold,
                     surrogate=self.surrogate, alpha=self.alpha, v_reset=self.v_reset,
-                    detach_reset=self.detach_reset)
+                    detach_reset=self.detach_reset, m_grad=self.m_grad)

@@ -1,4 +1,4 @@
-"""Surrogate derivatives and the Heaviside spike, in numpy (SPEC §1).
+"""Surrogate derivatives and the Heaviside spike, in numpy (docs/reference.md, Neurons).
 
 Every function here is elementwise on float64 arrays and mirrors the backward pass that
 gradflow's torch neurons use, so the closed forms in :mod:`gradflow.theory.factors` can be
@@ -24,10 +24,10 @@ __all__ = [
     "sg_support",
 ]
 
-#: Default sharpness ``alpha`` of each surrogate (SPEC §1 table).
+#: Default sharpness ``alpha`` of each surrogate (docs/reference.md, the surrogate table).
 DEFAULT_ALPHA = {"rectangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "triangle": 1.0}
 
-#: Surrogate names in the order of the SPEC table.
+#: Surrogate names in the order of the surrogate table (docs/reference.md).
 SURROGATES = tuple(DEFAULT_ALPHA)
 
 
@@ -56,7 +56,7 @@ def resolve_alpha(surrogate: str, alpha: float | None) -> float:
 
 
 def heaviside(x):
-    """Forward spike ``H(x) = 1 if x >= 0 else 0`` (note ``H(0) = 1``, SPEC §1), as float64."""
+    """Forward spike ``H(x) = 1 if x >= 0 else 0`` (note ``H(0) = 1``), as float64."""
     return (np.asarray(x, dtype=np.float64) >= 0).astype(np.float64)
 
 
@@ -95,7 +95,7 @@ def sg(x, surrogate: str = "rectangle", alpha: float | None = None):
 def sg_support(surrogate: str, alpha: float | None = None) -> float:
     """Half-width ``h`` of the set where ``sg(x) != 0`` (``inf`` for sigmoid and atan).
 
-    rectangle: ``|x| <= alpha/2``; triangle: ``|x| < 1/alpha``. The window fraction of SPEC §2 is
+    rectangle: ``|x| <= alpha/2``; triangle: ``|x| < 1/alpha``. The window fraction (docs/reference.md) is
     ``P(|u - theta| <= h)`` for these two and 1 for the smooth ones.
     """
     a = resolve_alpha(surrogate, alpha)

@@ -40,7 +40,7 @@ __all__ = ["TransportFactors", "exact_transport", "one_step_jacobian"]
 class TransportFactors(NamedTuple):
     """Exact transport of one layer, by lag ``k = 0..K`` (each field ``[K+1]`` unless stated).
 
-    * ``relative``: the measured ``relative_k`` (docs Eq. 26), ``relative_0 = 1``
+    * ``relative``: the measured ``relative_k`` (docs Eq. 17), ``relative_0 = 1``
     * ``leak``: ``gamma^k``
     * ``survival``: ``sqrt`` of the ``P^2``-weighted mean of ``prod f^2`` over the k steps before
       the source (the reset / window survival factor, Eq. 27); for CLIF along the ``v`` path only
@@ -108,13 +108,15 @@ def exact_transport(
     alpha: float | None = None,
     v_reset: float | None = None,
     detach_reset: bool = False,
+    m_grad: bool = True,
     max_lag: int | None = None,
     cut=(),
 ) -> TransportFactors:
     """Exact transport factors of one layer from its potentials and spatial gradients (docs Eq. 26-29).
 
     u, P: ``[T, N, ...]`` (batch and neuron dimensions after ``T``; float64 is used throughout).
-    The neuron options are the layer's (PLIF: pass its learned ``tau``). ``max_lag``: largest lag
+    The neuron options are the layer's (PLIF: pass its learned ``tau``; CLIF's ``m_grad=False``
+    ablation has no ``m`` path). ``max_lag``: largest lag
     K (default ``T - 1``). ``cut``: steps whose incoming state was detached (truncated BPTT).
 
     The pair norms are exact, not estimates: ``pair_sq[t, k]`` equals ``||pair[t, t+k]||^2`` as
@@ -127,7 +129,7 @@ def exact_transport(
     >>> tf.relative.tolist(), tf.leak.tolist(), tf.survival.tolist()
     ([1.0, 0.5, 0.25], [1.0, 0.5, 0.25], [1.0, 1.0, 1.0])
     """
-    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, detach_reset)
+    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, detach_reset, m_grad=m_grad)
     u2, P2 = _flat(u, "u"), _flat(P, "P")
     if u2.shape != P2.shape:
         raise TheoryError(f"u and P must have the same shape, got {np.shape(u)} and {np.shape(P)}")

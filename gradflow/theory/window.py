@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .factors import NeuronConfig
-from .surrogates import TheoryError, sg, sg_support
+from .surrogates import TheoryError, resolve_alpha, sg
 from .transport import _flat, one_step_jacobian
 
 __all__ = [
@@ -56,16 +56,16 @@ INPUT_KEYS = ("count", "occupancy", "spatial_sq", "source_mass", "source", "pair
 def zone_width(surrogate: str, alpha: float | None = None) -> float:
     """Half-width ``h`` of the window that scales the zone edges (docs Eq. 30).
 
-    The support half-width for surrogates with compact support (rectangle ``alpha/2``, triangle
-    ``1/alpha``); for sigmoid and atan, whose support is the whole line, ``1 / (2 sg(0))`` (``2/alpha``
-    and ``1/alpha``), the half-width of a rectangle with the same peak.
+    ``h = 1 / (2 sg(0))``, the half-width of the rectangle with the surrogate's peak: ``alpha/2``
+    for the rectangle (its window exactly), ``1/(2 alpha)`` for the triangle (half its support,
+    so that the zones also split where its factor varies), ``2/alpha`` for sigmoid and ``1/alpha``
+    for atan.
 
-    >>> zone_width("rectangle"), zone_width("sigmoid"), zone_width("atan")
-    (0.5, 0.5, 0.5)
+    >>> zone_width("rectangle"), zone_width("sigmoid"), zone_width("atan"), zone_width("triangle")
+    (0.5, 0.5, 0.5, 0.5)
     """
-    h = sg_support(surrogate, alpha)
-    if math.isfinite(h):
-        return float(h)
+    if surrogate == "rectangle":
+        return resolve_alpha(surrogate, alpha) / 2.0
     return 1.0 / (2.0 * float(sg(0.0, surrogate, alpha)))
 
 
@@ -101,6 +101,7 @@ def transport_inputs(
     alpha: float | None = None,
     v_reset: float | None = None,
     detach_reset: bool = False,
+    m_grad: bool = True,
     edges: Sequence[float] = ZONE_EDGES,
     cut=(),
 ) -> dict:
@@ -128,7 +129,7 @@ def transport_inputs(
     (:func:`add_transport_inputs`) and per-sample inputs can be bootstrapped. Only ``source`` and
     ``source_mass`` involve the gradient, and only at one step and the step before it.
     """
-    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, detach_reset)
+    cfg = NeuronConfig(neuron, tau, v_threshold, surrogate, alpha, v_reset, detach_reset, m_grad=m_grad)
     u2, P2 = _flat(u, "u"), _flat(P, "P")
     if u2.shape != P2.shape:
         raise TheoryError(f"u and P must have the same shape, got {np.shape(u)} and {np.shape(P)}")
@@ -236,7 +237,7 @@ def predict_transport(inputs: Mapping, gamma: float, K: int | None = None) -> np
 
 
 def transport_summary(inputs: Mapping, *, in_window: Sequence[int] | None = None) -> dict:
-    """Numbers that explain a layer's transport in words (docs §6.3), from the same inputs.
+    """Numbers that explain a layer's transport in words (docs §6, "A layer's decay in words"), from the same inputs.
 
     * ``one_step_survival``: ``sum source / sum_{t>=1} spatial_sq``, the ``P^2``-weighted mean of
       ``f[t-1]^2`` (so ``relative_1 = gamma * sqrt(one_step_survival)`` exactly, Eq. 33)
