@@ -146,3 +146,9 @@ def test_fast_sigmoid_is_snntorchs():
     x64 = torch.linspace(-1, 1, 201, dtype=torch.float64, requires_grad=True)
     primitive(x64, sur).sum().backward()
     torch.testing.assert_close(x64.grad, surrogate_grad(x64.detach(), sur))
+
+
+def test_converting_twice_changes_nothing():
+    net = nn.Sequential(nn.Linear(3, 3), snn.Leaky(beta=0.5))
+    first = gradflow.convert(net)[1]
+    assert gradflow.convert(net)[1] is first

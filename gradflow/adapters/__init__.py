@@ -34,9 +34,10 @@ def find_adapter(module: nn.Module):
 def convert(model: nn.Module) -> nn.Module:
     """Replace every foreign spiking neuron in ``model`` by its gradflow equivalent (in place); return it.
 
-    A model that *is* such a neuron is returned converted. Other modules are left as they are. Raises
-    :class:`~gradflow.UsageError` when nothing can be converted and the model holds no gradflow neuron,
-    or when a neuron uses an option gradflow cannot reproduce exactly (the message names it).
+    A model that *is* such a neuron is returned converted. Other modules are left as they are, and so
+    is a model converted before (converting twice changes nothing). Raises :class:`~gradflow.UsageError`
+    when nothing can be converted and the model holds no gradflow neuron, or when a neuron uses an
+    option gradflow cannot reproduce exactly (the message names it).
     """
     if not isinstance(model, nn.Module):
         raise UsageError(f"gradflow.convert expects a torch.nn.Module, got {type(model).__name__}.")
@@ -50,7 +51,8 @@ def convert(model: nn.Module) -> nn.Module:
             if adapter is not None:
                 setattr(parent, child_name, adapter.convert_module(child))
                 count += 1
-    if count == 0 and not any(isinstance(m, SpikingNeuron) for m in model.modules()):
+    done = any(isinstance(m, SpikingNeuron) or getattr(m, "_gradflow_converted", False) for m in model.modules())
+    if count == 0 and not done:
         known = "; ".join(f"{a.LIBRARY} {', '.join(a.SUPPORTED)}" for a in ADAPTERS)
         raise UsageError(
             f"No spiking neuron gradflow can convert was found in {type(model).__name__} (gradflow converts "
