@@ -271,8 +271,11 @@ def test_theory_table_columns_errors_and_rates():
     assert r == pytest.approx(th.decay_rate(np.arange(T), meas))
     assert tab["measured_half_life"].iloc[0] == pytest.approx(stats.half_life(meas))
     assert tab["measured_horizon"].iloc[0] == pytest.approx(th.rate_horizon(r))
-    with pytest.raises(th.TheoryError):  # the default window model needs transport inputs
-        th.theory_table(lags2, per2, tau=2.0)
+    with pytest.raises(th.TheoryError):  # the window model needs transport inputs
+        th.theory_table(lags2, per2, tau=2.0, model="window")
+    with pytest.warns(UserWarning, match="independent model"):  # the default falls back, and says so
+        tab2 = th.theory_table(lags2, per2, tau=2.0, extra_models=("markov",))
+    pd.testing.assert_frame_equal(tab2, tab)
 
 
 def test_theory_table_survives_zero_and_nan_norms():

@@ -87,7 +87,7 @@ def theory_table(
     v_reset: float | None = None,
     detach_reset: bool = False,
     decay_input: bool = False,
-    model: str = "window",
+    model: str | None = None,
     extra_models: Sequence[str] = ("independent", "simulation"),
     transport: Mapping[str, Mapping] | None = None,
     max_lag: int | None = None,
@@ -96,8 +96,10 @@ def theory_table(
     """Build ``theory.csv``: measured and predicted ``relative_k`` per layer and lag (docs §10).
 
     lags, per_step: the recorder's tables. transport: ``{layer: inputs}`` from
-    :func:`gradflow.theory.transport_inputs` (summed over batches), needed by the default ``window``
-    model (docs §6); a layer without inputs gets NaN from it, with a warning. The neuron options
+    :func:`gradflow.theory.transport_inputs` (summed over batches), needed by the ``window`` model
+    (docs §6); a layer without inputs gets NaN from it, with a warning. ``model=None`` (the default)
+    is ``window`` when ``transport`` is given and ``independent`` otherwise (with a warning, until
+    the recorder provides the inputs); ``model="window"`` without ``transport`` raises. The neuron options
     are those of the recorded layers (see :func:`predict_lags`; ``neuron=None`` reads the
     ``neuron`` column; ``tau=None`` the ``tau`` column).
 
@@ -109,6 +111,11 @@ def theory_table(
     * ``*_half_life``: :func:`gradflow.stats.half_life` of the measured / predicted profile (the
       log-linear crossing of 1/2, Eq. 24); ``*_horizon``: the 1% horizon of the decay rate (Eq. 23)
     """
+    if model is None:
+        model = "window" if transport is not None else "independent"
+        if transport is None:
+            warnings.warn("gradflow.theory: no transport inputs, so theory.csv uses the independent model, "
+                          "not the default window model (docs/theory.md §6)", stacklevel=2)
     models = [model] + [m for m in extra_models if m != model]
     for m in models:
         if m not in MODELS:
