@@ -130,6 +130,17 @@ def test_automatic_batch_size_fits_the_memory_limit():
     assert err.value.arguments == ("max_lag", "batch_size", "samples", "memory_limit_gb")
 
 
+def test_accuracy_only_where_labels_are_known(tmp_path):
+    net = gradflow.models.build("mlp", neuron="lif", in_features=6, widths=(8, 8), num_classes=3, T=3)
+    torch.save({"x": torch.rand(8, 6) * 3}, tmp_path / "x.pt")  # no labels: the model's own predictions
+    res = analyze(net, input_file=tmp_path / "x.pt", samples=8)
+    assert res.meta["accuracy"] is None and res.meta["n_layers"] == 2 and res.meta["samples"] == 8
+    torch.save({"x": torch.rand(8, 6) * 3, "y": torch.zeros(8, dtype=torch.long)}, tmp_path / "xy.pt")
+    labelled = analyze(net, input_file=tmp_path / "xy.pt", samples=8).meta["accuracy"]
+    assert labelled is not None and 0 <= labelled <= 1
+    assert analyze(net, samples=8).meta["accuracy"] is None  # random input, random labels
+
+
 def test_analysis_leaves_the_model_as_it_found_it():
     net = gradflow.models.build("mlp", neuron="clif", in_features=6, widths=(8,), num_classes=3, T=3)
     net.train()

@@ -216,6 +216,7 @@ class _Tally:
     sizes: List[int] = field(default_factory=list)
     correct: int = 0
     nonfinite: int = 0
+    labelled: bool = True  # every batch came with labels
 
     @property
     def samples(self) -> int:
@@ -255,6 +256,7 @@ def _record_batches(fwd: _Forward, source: InputSource, cfg: AnalysisConfig, lab
             for x, y in source.batches(size, cfg.batches(size), cfg.seed):
                 x, y = fwd.first(x, y, cfg.samples - tally.samples)
                 logits = fwd.logits(x.to(dev, dtype=dtype))
+                tally.labelled &= y is not None
                 y = _labels(y, logits, dev)
                 value = task.loss(logits, y, kind=cfg.loss) if task is not None else loss_fn(logits, y)
                 value.backward()
@@ -313,7 +315,8 @@ def _meta(fwd: _Forward, source: InputSource, cfg: AnalysisConfig, tables, tally
     layers, per = tables["layers"], tables["per_step"]
     first = layers.iloc[0]
     task = getattr(source, "task", None)
-    labelled = getattr(source, "kind", "") != "random"  # random labels: accuracy means nothing
+    # accuracy only where labels are known: not for random labels, nor for inputs without labels
+    labelled = getattr(source, "kind", "") != "random" and tally.labelled
     return {
         "model": (getattr(model, "config", None) or {}).get("name", type(model).__name__),
         "neuron": str(first["neuron"]),
@@ -338,7 +341,7 @@ def _meta(fwd: _Forward, source: InputSource, cfg: AnalysisConfig, tables, tally
         "device": str(_device(cfg.device)),
         "pairs": cfg.pairs,
         "max_lag": cfg.max_lag,
-        "layers": int(len(layers)),
+        "n_layers": int(len(layers)),
         "nonfinite": int(per["nonfinite"].sum()),
         "warnings": warnings,
         "versions": versions(),
