@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, List, Optional, Sequence
 
 import typer
 
@@ -24,16 +24,24 @@ TASK, MODEL, OPTIMISATION, RECORDING, OUTPUT = "Task and data", "Model", "Optimi
 FLAGS = {"model_kwargs": "--widths", "checkpoint": "--out"}
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
-    """Check and create the output directory before training (so nothing is trained in vain)."""
+def _prepare_out(out: Path, force: bool, recorded: Sequence[str]) -> Path:
+    """Check and create the output directory before training (so nothing is trained in vain).
+
+    ``recorded``: the files of a recorded run (watch.json and its tables); with ``force`` those of a
+    previous run are removed, so the new run does not append to them.
+    """
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} exists and is not a directory.")
-    if (out / "model.pt").exists() and not force:
-        raise UsageError(f"{str(out / 'model.pt')!r} exists; pass --force to overwrite it.")
+    previous = [out / name for name in ("model.pt", *recorded) if (out / name).exists()]
+    if previous and not force:
+        raise UsageError(f"{str(previous[0])!r} exists; pass --force to overwrite it.")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        for path in previous:
+            if path.name != "model.pt":
+                path.unlink()
     except OSError as err:
-        raise UsageError(f"Cannot create the output directory {str(out)!r}: {err.strerror}.") from None
+        raise UsageError(f"Cannot prepare the output directory {str(out)!r}: {err.strerror}.") from None
     if not os.access(out, os.W_OK):
         raise UsageError(f"The output directory {str(out)!r} is not writable.")
     return out
@@ -117,9 +125,12 @@ RecordPairsOption = Annotated[bool, typer.Option(
     help="Also write pairs.csv with --record-every.", rich_help_panel=RECORDING)]
 DeviceOption = Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda.", rich_help_panel=OUTPUT)]
 OutOption = Annotated[Path, typer.Option(
-    "--out", "-o", help="Output directory: model.pt (a gradflow checkpoint), history.csv and the recorded "
-    "tables.", rich_help_panel=OUTPUT)]
-ForceOption = Annotated[bool, typer.Option(help="Overwrite an existing model.pt in --out.", rich_help_panel=OUTPUT)]
+    "--out", "-o", help="Output directory: model.pt (a gradflow checkpoint), history.csv and, with "
+    "--record-every, the recorded tables (committed during training; gradflow report DIR reads them).",
+    rich_help_panel=OUTPUT)]
+ForceOption = Annotated[bool, typer.Option(
+    help="Overwrite a previous run in --out (model.pt, and the recorded tables of --record-every).",
+    rich_help_panel=OUTPUT)]
 QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress bar or epoch lines.", rich_help_panel=OUTPUT)]
 AsJsonOption = Annotated[bool, typer.Option(
@@ -166,7 +177,9 @@ def train_command(
     from gradflow.tasks import parse_data
     from gradflow.train import TrainConfig, train
 
-    out = _prepare_out(out, force)
+    from gradflow.watch.store import STATE_FILE, TABLE_NAMES
+
+    out = _prepare_out(out, force, [STATE_FILE] + [f"{name}.csv" for name in TABLE_NAMES])
     config = TrainConfig(
         task=parse_data(data, T) if data is not None else task, T=T, n_train=n_train, n_test=n_test,
         seed=seed, resample=resample, arch=value(arch), neuron=value(neuron), tau=tau, backend=value(backend),
@@ -177,7 +190,7 @@ def train_command(
     )
     show = not quiet and not as_json
     printer = _EpochPrinter(show)
-    res = train(config, progress=printer.bar, on_epoch=printer.row)
+    res = train(config, records_dir=out if record_every else None, progress=printer.bar, on_epoch=printer.row)
     echo(f"task: {res.task.describe()}", not show)
     files = res.write(out)
     if as_json:

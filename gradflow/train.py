@@ -35,7 +35,7 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import pandas as pd
@@ -47,9 +47,9 @@ from .errors import UsageError
 from .io import checkpoints
 from .losses import get_loss
 from .models import neurons_of, set_backend, set_truncation, swap_neurons
-from .recorder import record
 from .schema import BACKENDS, NEURON_KINDS, OPTIMIZERS
 from .tasks import Task, make_task, parse_task
+from .watch import Watch
 
 __all__ = [
     "TrainConfig",
@@ -180,7 +180,8 @@ class TrainResult(NamedTuple):
     seconds`` (train columns are running means over the epoch's batches, NaN at epoch 0). ``records``:
     with ``record_every``, the recorder tables ``per_step``, ``lags``, ``weights`` (and ``pairs``) each
     with an extra ``epoch`` column; else an empty dict. ``task``: the task trained on. ``meta``: the
-    checkpoint metadata of the final model.
+    checkpoint metadata of the final model. ``records_dir``: the watched run directory the records were
+    committed to while training, if any.
     """
 
     model: nn.Module
@@ -188,15 +189,20 @@ class TrainResult(NamedTuple):
     records: Dict[str, pd.DataFrame]
     task: Task
     meta: Dict[str, Any]
+    records_dir: Optional[str] = None
 
     def write(self, out: Union[str, os.PathLike]) -> List[str]:
         """Write ``model.pt`` (a gradflow checkpoint), ``history.csv`` and ``<table>.csv`` for every
-        recorded table into the directory ``out`` (created if missing); returns the file names."""
+        recorded table into the directory ``out`` (created if missing); returns the file names. Tables
+        already committed to ``out`` during training (``records_dir``) are left as they are."""
+        os.makedirs(out, exist_ok=True)
         checkpoints.save_checkpoint(self.model, os.path.join(out, "model.pt"), **self.meta)
         self.history.to_csv(os.path.join(out, "history.csv"), index=False)
+        watched = self.records_dir is not None and os.path.samefile(self.records_dir, out)
         for name, df in self.records.items():
-            df.to_csv(os.path.join(out, f"{name}.csv"), index=False)
-        return ["model.pt", "history.csv"] + [f"{n}.csv" for n in self.records]
+            if not watched:
+                df.to_csv(os.path.join(out, f"{name}.csv"), index=False)
+        return ["model.pt", "history.csv"] + [f"{n}.csv" for n in self.records] + (["watch.json"] if watched else [])
 
 
 def model_input(x: torch.Tensor, arch: str, task: Task) -> torch.Tensor:
@@ -324,11 +330,11 @@ class _Run:
     test_data: Tuple[torch.Tensor, torch.Tensor]
     shuffle: torch.Generator
     dev: torch.device
-    records: Dict[str, List[pd.DataFrame]] = field(default_factory=dict)
+    watch: Optional[Watch] = None
     switched_at: Optional[int] = None
 
     @classmethod
-    def start(cls, cfg: TrainConfig) -> "_Run":
+    def start(cls, cfg: TrainConfig, records_dir: Optional[Union[str, os.PathLike]] = None) -> "_Run":
         task = _resolve_task(cfg.task, cfg.T)
         dev = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
@@ -337,8 +343,12 @@ class _Run:
         if cfg.truncate is not None:
             set_truncation(model, cfg.truncate)
         train_data, test_data = task.splits(cfg.n_train, cfg.n_test, cfg.seed)
+        watch = None
+        if cfg.record_every:
+            watch = Watch(model, every=None, count="manual", out=records_dir, pairs=cfg.record_pairs, weights=True,
+                          max_lag=cfg.max_lag, seed=cfg.seed)
         return cls(cfg, task, model, _optimizer(cfg, model.parameters()), train_data, test_data,
-                   torch.Generator().manual_seed(cfg.seed + 12345), dev)
+                   torch.Generator().manual_seed(cfg.seed + 12345), dev, watch)
 
     def test_row(self, epoch: int, train_loss: float, train_accuracy: float, seconds: float) -> Dict[str, Any]:
         ev = evaluate(self.model, self.task, *self.test_data, arch=self.cfg.arch, loss=self.cfg.loss)
@@ -347,25 +357,32 @@ class _Run:
                 "seconds": seconds}
 
     def record(self, epoch: int) -> None:
-        """One recorded forward/backward on the fixed probe batch (no update; buffers restored)."""
+        """One recorded forward/backward on the fixed probe batch, a step ``train_step = epoch`` of the
+        run's :class:`gradflow.watch.Watch` (no update; gradients and buffers restored)."""
         cfg = self.cfg
         px, py = _batch(*self.train_data, self.task, slice(0, min(cfg.record_batch, cfg.n_train)))
         buffers = copy.deepcopy(dict(self.model.named_buffers()))
         self.model.zero_grad(set_to_none=True)
         try:
-            with record(self.model, pairs=True, weights=True, max_lag=cfg.max_lag) as rec:
+            with self.watch.recording(train_step=epoch):
                 logits = self.model(model_input(px.to(self.dev), cfg.arch, self.task))
                 self.task.loss(logits, py.to(self.dev), cfg.loss).backward()
-            tables = {"per_step": rec.per_step(), "lags": rec.lags(), "weights": rec.weights()}
-            if cfg.record_pairs:
-                tables["pairs"] = rec.pairs()
         finally:
             self.model.zero_grad(set_to_none=True)
             with torch.no_grad():
                 for k, v in self.model.named_buffers():
                     v.copy_(buffers[k])
-        for k, df in tables.items():
-            self.records.setdefault(k, []).append(df.assign(epoch=epoch))
+
+    def records(self) -> Dict[str, pd.DataFrame]:
+        """Close the watch; its tables with an ``epoch`` column (= ``train_step``), or ``{}``."""
+        if self.watch is None:
+            return {}
+        self.watch.close()
+        tables = {}
+        for name, df in self.watch.tables().items():
+            first = [c for c in df.columns if c != "train_step"]  # documented columns first, extras after
+            tables[name] = df[first + ["train_step"]].assign(epoch=df["train_step"])
+        return tables
 
     def switch(self, epoch: int) -> None:
         """After epoch ``at_epoch``: swap the neurons (rebuilding the optimizer if parameters changed)."""
@@ -428,6 +445,7 @@ def train(
     /,
     *,
     checkpoint: Optional[Union[str, os.PathLike]] = None,
+    records_dir: Optional[Union[str, os.PathLike]] = None,
     progress: Optional[Progress] = None,
     on_epoch: Optional[Callable[[Dict[str, Any]], None]] = None,
     **options: Any,
@@ -437,15 +455,33 @@ def train(
     ``config``: a :class:`TrainConfig`, or a task (spec string or :class:`gradflow.tasks.Task`) with
     the other settings as keyword ``options`` (any :class:`TrainConfig` field; options also override
     the fields of a given config). ``checkpoint``: path of the final gradflow checkpoint (written by
-    :func:`gradflow.io.checkpoints.save_checkpoint`). ``progress(iterable, total, label)`` wraps each
-    epoch's batch loop (a progress bar); ``on_epoch(row)`` sees each history row as it is made.
+    :func:`gradflow.io.checkpoints.save_checkpoint`). ``records_dir``: with ``record_every``, the
+    directory the recorded tables are committed to while training (a :class:`gradflow.watch.Watch` run
+    directory, crash-safe, read by ``gradflow report DIR``; None: kept in memory only).
+    ``progress(iterable, total, label)`` wraps each epoch's batch loop (a progress bar);
+    ``on_epoch(row)`` sees each history row as it is made.
 
     >>> res = train("delay:delay=1", epochs=1, n_train=64, n_test=32, model_kwargs={"widths": [8]})
     >>> list(res.history.columns[:3]), len(res.history)
     (['epoch', 'neuron', 'train_loss'], 2)
     """
     cfg = _config(config, options)
-    run = _Run.start(cfg)
+    run = _Run.start(cfg, records_dir)
+    try:
+        rows = _epochs(run, progress, on_epoch)
+    finally:
+        records = run.records()
+    meta = run.meta(rows[-1])
+    if checkpoint is not None:
+        checkpoints.save_checkpoint(run.model, checkpoint, **meta)
+    history = pd.DataFrame(rows, columns=list(rows[0]))
+    return TrainResult(run.model, history, records, run.task, meta,
+                       None if records_dir is None or not records else str(records_dir))
+
+
+def _epochs(run: _Run, progress: Optional[Progress], on_epoch) -> List[Dict[str, Any]]:
+    """Epoch 0 (the untrained network), then every training epoch; returns the history rows."""
+    cfg = run.cfg
     rows = [run.test_row(0, math.nan, math.nan, 0.0)]
     if on_epoch:
         on_epoch(rows[-1])
@@ -460,11 +496,7 @@ def train(
         if cfg.record_every and (epoch % cfg.record_every == 0 or epoch == cfg.epochs):
             run.record(epoch)
     run.model.eval()
-    meta = run.meta(rows[-1])
-    if checkpoint is not None:
-        checkpoints.save_checkpoint(run.model, checkpoint, **meta)
-    records = {k: pd.concat(v, ignore_index=True) for k, v in run.records.items()}
-    return TrainResult(run.model, pd.DataFrame(rows, columns=list(rows[0])), records, run.task, meta)
+    return rows
 
 
 # ----------------------------------------------------------------------------- CLIF -> LIF
