@@ -61,23 +61,41 @@ rank 0 writes, and a resumed run's counters are broadcast from rank 0.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 
 from .store import TABLE_NAMES, WatchedRun, read_run
 from .summary import INTERVAL_METRICS, SUMMARY_COLUMNS, step_summary
-from .watcher import COUNT_MODES, Watch, watch
 
 __all__ = ["watch", "Watch", "read_run", "WatchedRun", "step_summary", "SUMMARY_COLUMNS", "INTERVAL_METRICS",
            "TABLE_NAMES", "COUNT_MODES"]
 
+# The recording side needs torch; reading a run (read_run, gradflow report) does not. So the names of
+# watcher.py are loaded on first use, and `import gradflow.watch` alone never imports torch.
+_WATCHER = ("watch", "Watch", "COUNT_MODES")
+
+
+def _watcher():
+    return importlib.import_module(".watcher", __name__)
+
+
+def __getattr__(name: str):
+    if name in _WATCHER:
+        return getattr(_watcher(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WATCHER))
+
 
 class _CallableModule(types.ModuleType):
-    """``gradflow.watch`` is this package; calling it calls :func:`watch`, so ``import gradflow.watch``
-    (which binds the package to ``gradflow.watch``) cannot hide the function."""
+    """``gradflow.watch`` is this package; calling it calls :func:`gradflow.watch.watcher.watch`, so
+    ``import gradflow.watch`` (which binds the package to ``gradflow.watch``) cannot hide the function."""
 
-    def __call__(self, model, **options) -> Watch:
-        return watch(model, **options)
+    def __call__(self, model, **options):
+        return _watcher().watch(model, **options)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -235,7 +235,7 @@ def step_summary(tables: Mapping[str, pd.DataFrame], samples: Optional[Mapping] 
     ...     "grad_temporal_norm": 0.5, "nonfinite": 0})
     >>> row = step_summary({"per_step": ps}, {"sn1": {"spatial_sq": sp, "temporal_sq": 0.09 * sp,
     ...                                               "pair_sq": pair_sq}}, n_resamples=100).iloc[0]
-    >>> int(row.train_step), int(row.samples), round(row.temporal_share, 12), round(row.half_life, 12)
+    >>> int(row.train_step), int(row.samples), round(float(row.temporal_share), 12), round(float(row.half_life), 12)
     (7, 32, 0.230769230769, 1.0)
     """
     ps = _arrays(tables["per_step"], ("train_step", "step", "layer", "layer_index", "neuron", "t", "tau",
