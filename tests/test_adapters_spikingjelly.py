@@ -201,3 +201,32 @@ def test_single_step_nodes_are_recognised():
         return
     ref, x = make(), _input()
     torch.testing.assert_close(torch.stack([ours(xt) for xt in x]), torch.stack([ref(xt) for xt in x]))
+
+
+def test_single_step_recording_equals_multi_step_recording():
+    """A SpikingJelly net in single-step mode (its default), converted and recorded over a Python loop,
+    gives the tables of the same net in multi-step mode."""
+    import warnings
+
+    def net(mode):
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(layer.Linear(5, 8), neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan()),
+                                layer.Linear(8, 3), neuron.ParametricLIFNode(surrogate_function=surrogate.Sigmoid()))
+        functional.set_step_mode(m, mode)
+        return gradflow.convert(m)
+
+    x = torch.rand(6, 4, 5) * 2
+    tables = {}
+    for mode in ("m", "s"):
+        model = net(mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with gradflow.record(model) as rec:
+                out = model(x) if mode == "m" else torch.stack([model(xt) for xt in x])
+                out.sum().backward()
+        tables[mode] = (rec.per_step(), rec.lags())
+    cols = ["grad_total_norm", "grad_spatial_norm", "grad_temporal_norm", "firing_rate"]
+    torch.testing.assert_close(torch.tensor(tables["s"][0][cols].values), torch.tensor(tables["m"][0][cols].values),
+                               rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(torch.tensor(tables["s"][1]["norm"].values), torch.tensor(tables["m"][1]["norm"].values),
+                               rtol=1e-5, atol=1e-7)

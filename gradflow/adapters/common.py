@@ -57,7 +57,7 @@ def build(spec: NeuronSpec) -> SpikingNeuron:
     cls = _EXTRA_MODULES.get(spec.kind) or NEURONS[spec.kind]
     options = dict(spec.options, backend=spec.backend)
     if spec.step_mode != "m":
-        if "step_mode" not in inspect.signature(cls).parameters:
+        if "step_mode" not in inspect.signature(SpikingNeuron.__init__).parameters:
             raise UsageError(
                 f"Cannot convert {type(spec.source).__name__} in single-step mode (one call per time step): "
                 "gradflow's neurons run whole sequences in this version; switch it to multi-step mode "

@@ -36,8 +36,12 @@ Surrogates: ``atan(alpha)`` (the default) -> ``atan``, ``sigmoid(slope)`` -> ``s
 ``threshold`` with one value per neuron, ``beta`` outside ``(0, 1)``, and every other snnTorch neuron
 (``Synaptic``, ``Alpha``, ``RLeaky``, ``Lapicque``, ...).
 
-Recording: these modules compute one step per call; gradflow's recorder reads multi-step gradflow
-neurons, so ``gradflow.record`` does not see them until gradflow has single-step neurons (issue 14.1).
+Recording: the converted module is also a single-step gradflow neuron (``step_mode="s"``), so
+``gradflow.record`` assembles its steps into sequences (:mod:`gradflow.recorder.single`): a step
+continues the sequence when it receives the potential the previous step returned, anything else
+(``init_leaky()``, ``utils.reset(net)``) starts a new one. With ``reset_mechanism="subtract"`` and
+``reset_delay=False`` the recorder decomposes with LIF's soft-reset Jacobian, which is exact there: the
+extra ``r[t]`` terms are detached constants.
 """
 
 from __future__ import annotations
@@ -104,25 +108,18 @@ def _options(lif: nn.Module) -> tuple:
     raise unsupported(LIBRARY, lif, f"reset_mechanism={mechanism!r} is not one of subtract, zero, none")
 
 
-def _converted_class() -> type:
-    """The ``snntorch.Leaky`` subclass of :mod:`gradflow.adapters._snntorch_leaky`; imported on first use
-    because snnTorch is an optional dependency (not to break an import cycle)."""
-    from ._snntorch_leaky import GradflowLeaky
-
-    return GradflowLeaky
-
-
 def convert_module(module: nn.Module) -> nn.Module:
-    """The snnTorch ``Leaky`` with gradflow's equations (module docstring); refusals for the rest."""
+    """The snnTorch ``Leaky`` with gradflow's equations (module docstring); refusals for the rest.
+
+    The converted module is built by :func:`gradflow.adapters._snntorch_leaky.make`, imported here
+    because snnTorch is an optional dependency (not to break an import cycle).
+    """
     if type(module).__name__ != "Leaky" or not type(module).__module__.startswith("snntorch"):
         raise unsupported(LIBRARY, module, "gradflow converts snnTorch's Leaky only")
     kind, params, mode = _options(module)
-    cls = _converted_class()
-    new = cls.__new__(cls)
-    new.__dict__.update(module.__dict__)
-    for key in ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"):
-        if key in module.__dict__:
-            new.__dict__[key] = type(module.__dict__[key])(module.__dict__[key])
-    new.__dict__.update(_gf_kind=kind, _gf_params=params, _gf_mode=mode)
-    type(module).instances.append(new)  # snntorch.utils.reset(net) and Leaky.reset_hidden() reach it
-    return new
+    record_kind, record_params = kind, params
+    if mode == "subtract_now":  # the recorder's Jacobian: LIF's soft reset (the extra r[t] terms are constants)
+        record_kind, record_params = LIF_KIND, params
+    from ._snntorch_leaky import make
+
+    return make(module, kind, params, mode, record_kind, record_params)

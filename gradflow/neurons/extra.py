@@ -138,11 +138,11 @@ class IF(SpikingNeuron):
 
     def __init__(self, v_threshold: float = 1.0, v_reset: Optional[float] = None, surrogate: str = "rectangle",
                  alpha: Optional[float] = None, detach_reset: bool = False, smooth_forward: bool = False,
-                 truncate: Optional[int] = None, backend: str = "torch", tau: float = math.inf):
+                 truncate: Optional[int] = None, backend: str = "torch", tau: float = math.inf, step_mode: str = "m"):
         if not math.isinf(tau):
             raise UsageError(f"IF neurons have no leak (tau = inf), got tau={tau!r}; use LIF for a leak.")
         super().__init__(2.0, v_threshold, v_reset, surrogate, alpha, detach_reset, False, smooth_forward,
-                         truncate, backend)
+                         truncate, backend, step_mode=step_mode)
         self._params = self._params._replace(tau=math.inf)
 
     def set_params(self, **changes) -> None:

@@ -40,7 +40,7 @@ from .kind import NeuronKind
 from .lif import LIF_KIND, PLIF_KIND
 from .params import NeuronParams, Scalar, make_params
 
-__all__ = ["NeuronTrace", "NeuronOutput", "SpikingNeuron", "LIF", "CLIF", "PLIF", "NEURONS", "build_neuron"]
+__all__ = ["NeuronTrace", "NeuronOutput", "SpikingNeuron", "LIF", "CLIF", "PLIF", "NEURONS", "build_neuron", "reset_net"]
 
 
 class NeuronTrace(NamedTuple):
@@ -56,6 +56,14 @@ class NeuronTrace(NamedTuple):
 
     With the torch backend ``u`` and ``prev`` are live graph nodes; with the fused backend they are
     detached values and only ``x`` and ``spikes`` are graph nodes.
+
+    Single-step mode (``step_mode="s"``) calls the observers after every step with a trace of that one
+    step: ``x``, ``spikes`` ``[N, ...]``, one-element ``u`` and ``prev``, ``t`` its index in the
+    sequence since the last :meth:`SpikingNeuron.reset` (0 starts a sequence), ``cut`` ``(t,)`` when the
+    incoming state was detached. ``t`` is None for multi-step traces. A single-step module that also
+    returns its membrane potential (snnTorch's ``mem``) shows it as ``potential`` (a graph node used only
+    downstream; ``potential_after_reset``: it is ``v[t]``, else ``u[t]``), so that its gradient counts as
+    spatial too.
     """
 
     x: torch.Tensor
@@ -68,6 +76,9 @@ class NeuronTrace(NamedTuple):
     tap: Optional[list] = None
     kind: Optional[NeuronKind] = None
     params: Optional[NeuronParams] = None
+    t: Optional[int] = None
+    potential: Optional[torch.Tensor] = None
+    potential_after_reset: bool = False
 
 
 class NeuronOutput(NamedTuple):
@@ -110,6 +121,12 @@ class SpikingNeuron(nn.Module):
     ``truncate=k`` truncates back-propagation through time to blocks of ``k`` steps: the state entering
     every step ``t`` with ``t % k == 0`` is detached (``k = 1``: spatial gradients only). Forward
     values are unchanged.
+
+    ``step_mode``: ``"m"`` (default) takes whole sequences ``[T, N, ...]``; ``"s"`` takes one step
+    ``[N, ...]`` per call and keeps the state on the module until :meth:`reset` (SpikingJelly's
+    single-step mode; :func:`reset_net` resets every neuron of a model). A step whose input has another
+    shape, dtype or device than the kept state starts a new sequence. Single steps always run the torch
+    backend's step.
     """
 
     dynamics: NeuronKind = LIF_KIND
@@ -137,6 +154,7 @@ class SpikingNeuron(nn.Module):
         truncate: Optional[int] = None,
         backend: str = "torch",
         m_grad: bool = True,
+        step_mode: str = "m",
     ):
         super().__init__()
         p = make_params(tau, v_threshold, v_reset, surrogate, alpha, detach_reset, decay_input, smooth_forward,
@@ -145,6 +163,8 @@ class SpikingNeuron(nn.Module):
         self._params = p
         self.truncate = truncate
         self.backend = backend
+        self.step_mode = step_mode
+        self._state, self._t = None, 0
         self._step_observers: "OrderedDict[int, Callable]" = OrderedDict()
 
     # ------------------------------------------------------------------ parameters
@@ -189,6 +209,22 @@ class SpikingNeuron(nn.Module):
         self._truncate = k
 
     @property
+    def step_mode(self) -> str:
+        """``"m"`` (whole sequences per call) or ``"s"`` (one step per call, state kept until :meth:`reset`)."""
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, mode: str) -> None:
+        if mode not in ("s", "m"):
+            raise UsageError(f"step_mode must be 's' (one step per call) or 'm' (whole sequences), got {mode!r}.")
+        self._step_mode = mode
+        self._state, self._t = None, 0
+
+    def reset(self) -> None:
+        """Forget the state kept between single-step calls: the next step starts a new sequence."""
+        self._state, self._t = None, 0
+
+    @property
     def backend(self) -> str:
         """``"torch"`` (autograd through the step functions) or ``"fused"`` (:mod:`gradflow.neurons.fused`)."""
         return self._backend
@@ -211,6 +247,9 @@ class SpikingNeuron(nn.Module):
                                         bool(legacy.get("decay_input", False)),
                                         bool(legacy.get("smooth_forward", False)))
         self.__dict__.setdefault("_backend", "torch")
+        self.__dict__.setdefault("_step_mode", "m")
+        self.__dict__.setdefault("_state", None)
+        self.__dict__.setdefault("_t", 0)
         self.__dict__.setdefault("_truncate", None)
         self.__dict__.setdefault("_step_observers", OrderedDict())
 
@@ -229,11 +268,14 @@ class SpikingNeuron(nn.Module):
             f"surrogate={p.surrogate.name}(alpha={p.surrogate.alpha:g}), detach_reset={p.detach_reset}, "
             f"decay_input={p.decay_input}" + ("" if p.m_grad else ", m_grad=False")
             + ("" if self.backend == "torch" else f", backend={self.backend}")
+            + ("" if self.step_mode == "m" else ", step_mode=s")
         )
 
     # ------------------------------------------------------------------ multi-step forward
     def forward(self, x: torch.Tensor, return_states: bool = False):
         """Run all ``T`` steps of ``x`` (``[T, N, ...]``); spikes ``[T, N, ...]`` (or :class:`NeuronOutput`)."""
+        if self._step_mode == "s":
+            return self._forward_step(x)
         if not isinstance(x, torch.Tensor) or x.dim() < 2:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise UsageError(f"{type(self).__name__} expects a time-major tensor [T, N, ...], got {shape}.")
@@ -265,6 +307,34 @@ class SpikingNeuron(nn.Module):
             return out
         m = torch.stack([st.m for st in states]) if "m" in kind.State._fields else None
         return NeuronOutput(out, torch.stack(us), torch.stack([st.v for st in states]), m)
+
+    def _forward_step(self, x: torch.Tensor) -> torch.Tensor:
+        """One step ``[N, ...]`` of single-step mode, from the kept state (new sequence if none fits).
+
+        With observers (a recorder) the spikes come back through a view, so that the gradient arriving
+        from the rest of the network (``g_out``) is told apart from the reset's own use of ``s``.
+        """
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or not x.is_floating_point():
+            what = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise UsageError(f"{type(self).__name__} in single-step mode expects a floating-point step [N, ...], got a {what}.")
+        p, k, kind = self._params, self.inv_tau(), self.dynamics
+        state, t = self._state, self._t
+        if state is None or state.v.shape != x.shape or state.v.dtype != x.dtype or state.v.device != x.device:
+            state, t = kind.init_state(x, p), 0
+        cut = ()
+        if t > 0 and self._truncate is not None and t % self._truncate == 0:
+            state = type(state)(*(z.detach() for z in state))
+        if t > 0 and x.requires_grad and not any(z.requires_grad for z in state):
+            cut = (t,)  # no gradient reaches the earlier steps through this state
+        s, new, u = kind.step(x, state, p, k)
+        self._state, self._t = new, t + 1
+        if not self._step_observers:
+            return s
+        out = s.view_as(s)
+        trace = NeuronTrace(x, [u], [state], out, k, cut, "torch", None, kind, p, t)
+        for fn in list(self._step_observers.values()):
+            fn(self, trace)
+        return out
 
     def _forward_fused(self, x: torch.Tensor, p: NeuronParams, k: Scalar) -> torch.Tensor:
         """All steps in one fused node; observers get detached ``u``/``prev`` and a ``tap``."""
@@ -341,6 +411,14 @@ class PLIF(SpikingNeuron):
 
     def inv_tau(self) -> torch.Tensor:
         return torch.sigmoid(self.w)
+
+
+def reset_net(model: nn.Module) -> None:
+    """Reset the kept state of every gradflow neuron in ``model`` (single-step mode), like SpikingJelly's
+    ``functional.reset_net``."""
+    for m in model.modules():
+        if isinstance(m, SpikingNeuron):
+            m.reset()
 
 
 #: Neuron modules by kind name.

@@ -10,7 +10,9 @@ layers, the backward is read:
 * with ``weights=True``: a pre-hook on the layer's region root (``x.grad_fn``) finishes the layer
   before the main backward enters the region, whose spatial part is then back-propagated without
   hooks (:mod:`.region`), and post-hooks on the region's parameter nodes read the total;
-* an engine callback closes each backward pass (one ``step``).
+* an engine callback closes each backward pass (one ``step``);
+* single-step neurons (``step_mode="s"``) report every step; the steps of a layer between two resets
+  are assembled into one sequence and decomposed like a multi-step forward (:mod:`.single`).
 
 **No side effects.** The recorder never calls ``torch.autograd.grad`` or ``backward`` and never calls
 the autograd engine on the user's graph: every user tensor hook, ``retain_grad()``, module backward
@@ -34,7 +36,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..neurons import NeuronTrace, SpikingNeuron
-from . import tables
+from . import single, tables
 from .decompose import LayerPass, finalize, finish_weight_split, start_weight_split
 from .region import find_region
 
@@ -108,11 +110,13 @@ class Recorder:
         self._finished: List[LayerPass] = []
         self._boundaries: Dict[int, Deque] = {}  # id(module) -> recent spike-output nodes
         self._region_owner: Dict[int, LayerPass] = {}  # id(node) -> pass whose region holds it
+        self._open: Dict[int, LayerPass] = {}  # id(module) -> single-step sequence being assembled
         self._step = 0
         self._callback_queued = False
         self._active = False
         self._saved_flags = None
         self._warned = False
+        self._warned_about: set = set()
 
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> "Recorder":
@@ -154,6 +158,7 @@ class Recorder:
         self._in_backward.clear()
         self._boundaries.clear()
         self._region_owner.clear()
+        self._open.clear()
         self._active = False
 
     @property
@@ -181,6 +186,8 @@ class Recorder:
         """Step observer: called after each forward of any neuron of the model."""
         if not trace.spikes.requires_grad:
             return  # no graph (no_grad / frozen), nothing to record
+        if trace.t is not None:
+            return self._observe_step(module, trace)
         key = id(module)
         region = None
         if self.weights_enabled and key in self._selected:
@@ -215,6 +222,57 @@ class Recorder:
                     ps.handles.append(u.register_hook(lambda g, ps=ps, t=t: self._on_u_grad(ps, t, g)))
         self._pending.setdefault(key, []).append(ps)
 
+    def _observe_step(self, module: SpikingNeuron, trace: NeuronTrace) -> None:
+        """One step of a single-step neuron: add it to the layer's open sequence (module docstring of
+        :mod:`gradflow.recorder.single`)."""
+        key = id(module)
+        self._boundaries.setdefault(key, collections.deque(maxlen=_BOUNDARIES_PER_MODULE)).append(
+            trace.spikes.grad_fn)
+        if key not in self._selected:
+            return
+        if key not in self._order:
+            self._order[key] = len(self._order)
+        ps = self._open.get(key)
+        if ps is None or trace.t == 0 or ps.frozen:
+            if ps is not None and not ps.frozen:  # a sequence never back-propagated
+                self._pending.pop(key, None)
+                self._release(ps)
+            if trace.t != 0 and ps is not None and ps.frozen:
+                self._warn_once(f"gradflow.record: {self._names[key]} continued a single-step sequence after a "
+                                "backward pass without reset(); the later steps are recorded as a new sequence "
+                                "whose first state is the carried one")
+            ps = single.open_pass(module, self._names[key], self._order[key], trace)
+            self._open[key] = ps
+            self._pending[key] = [ps]
+            if self.weights_enabled:
+                self._warn_once("gradflow.record: the weight split is not recorded for single-step neurons "
+                                f"({self._names[key]}); the other tables are")
+        t = single.add_step(ps, trace)
+        nr = trace.spikes.output_nr
+        ps.handles.append(trace.spikes.grad_fn.register_prehook(
+            lambda grads, ps=ps, t=t, nr=nr: self._on_step_output_grad(ps, t, grads[nr])))
+        u = trace.u[0]
+        if u.requires_grad:
+            ps.handles.append(u.register_hook(lambda g, ps=ps, t=t: self._on_u_grad(ps, t, g)))
+        pot = trace.potential
+        if pot is not None and pot.grad_fn is not None:
+            ps.handles.append(pot.grad_fn.register_prehook(
+                lambda grads, ps=ps, t=t, nr=pot.output_nr: self._on_step_potential_grad(ps, t, grads[nr])))
+
+    def _on_step_output_grad(self, ps: LayerPass, t: int, g: Optional[torch.Tensor]) -> None:
+        self._touch(ps)
+        ps.g_outs[t] = g
+
+    def _on_step_potential_grad(self, ps: LayerPass, t: int, g: Optional[torch.Tensor]) -> None:
+        self._touch(ps)
+        ps.g_pots[t] = g
+
+    def _warn_once(self, message: str) -> None:
+        key = message.split(" (")[0].split(";")[0]
+        if key not in self._warned_about:
+            self._warned_about.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
     def _claim(self, ps: LayerPass) -> None:
         """Note the region's nodes; a node already in another pending layer's region marks both as shared."""
         for nid in ps.region.nodes:
@@ -233,6 +291,8 @@ class Recorder:
         if ps in pend:
             pend.remove(ps)
             self._in_backward.append(ps)
+        if getattr(ps, "single", False):
+            ps.frozen = True  # its backward has begun: the sequence has all its steps
 
     def _on_output_grad(self, ps: LayerPass, g: Optional[torch.Tensor]) -> None:
         self._touch(ps)
@@ -264,6 +324,8 @@ class Recorder:
         self._finalize(ps, given=(g_out, P, temporal, delta))
 
     def _finalize(self, ps: LayerPass, given=None) -> None:
+        if getattr(ps, "single", False):
+            given = single.assemble(ps) or given
         P, temporal = finalize(ps, pairs=self.pairs_enabled, max_lag=self.max_lag, keep=self.keep_tensors,
                                given=given)
         if ps.region is not None:
