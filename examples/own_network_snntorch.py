@@ -3,7 +3,8 @@
 Run: ``python examples/own_network_snntorch.py``. ``gradflow.convert`` replaces every ``snn.Leaky`` by a
 ``snn.Leaky`` subclass that computes with gradflow's neuron equations (snnTorch's reset after the leak,
 its threshold convention and surrogates): the same spikes and membrane potentials, and the same
-gradients to float32 rounding, with snnTorch's call signature (``spk, mem = lif(x, mem)``).
+gradients to float32 rounding, with snnTorch's call signature (``spk, mem = lif(x, mem)``), and the
+recorder sees every step.
 """
 
 import torch
@@ -40,6 +41,10 @@ spk, mem = net(x)
 assert torch.equal(spk, spk_ref)
 torch.testing.assert_close(mem, mem_ref)
 
-loss = gradflow.losses.ce_over_time(mem, y)  # snnTorch's usual readout: the membrane potential
-loss.backward()
-print(f"loss {loss.item():.4f}; spikes per step and neuron {spk.mean().item():.3f}")
+# the converted neurons are single-step gradflow neurons: the recorder assembles the steps of the loop
+with gradflow.record(net, weights=False) as rec:
+    spk, mem = net(x)
+    loss = gradflow.losses.ce_over_time(mem, y)  # snnTorch's usual readout: the membrane potential
+    loss.backward()
+print(f"loss {loss.item():.4f}")
+print(rec.per_step().groupby("layer")[["grad_spatial_norm", "grad_temporal_norm"]].mean())
