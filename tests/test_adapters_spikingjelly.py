@@ -205,7 +205,7 @@ def test_single_step_nodes_are_recognised():
 
 def test_single_step_recording_equals_multi_step_recording():
     """A SpikingJelly net in single-step mode (its default), converted and recorded over a Python loop,
-    gives the tables of the same net in multi-step mode."""
+    gives the tables of the same net in multi-step mode, weight split included."""
     import warnings
 
     def net(mode):
@@ -224,9 +224,13 @@ def test_single_step_recording_equals_multi_step_recording():
             with gradflow.record(model) as rec:
                 out = model(x) if mode == "m" else torch.stack([model(xt) for xt in x])
                 out.sum().backward()
-        tables[mode] = (rec.per_step(), rec.lags())
+        tables[mode] = (rec.per_step(), rec.lags(), rec.weights())
     cols = ["grad_total_norm", "grad_spatial_norm", "grad_temporal_norm", "firing_rate"]
     torch.testing.assert_close(torch.tensor(tables["s"][0][cols].values), torch.tensor(tables["m"][0][cols].values),
                                rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(torch.tensor(tables["s"][1]["norm"].values), torch.tensor(tables["m"][1]["norm"].values),
                                rtol=1e-5, atol=1e-7)
+    num = tables["m"][2].select_dtypes("number").columns
+    assert len(tables["s"][2]) == len(tables["m"][2]) == 4  # the weight split, made per step
+    torch.testing.assert_close(torch.tensor(tables["s"][2][num].values), torch.tensor(tables["m"][2][num].values),
+                               rtol=1e-4, atol=1e-6, equal_nan=True)

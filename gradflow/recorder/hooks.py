@@ -175,6 +175,8 @@ class Recorder:
         return n + sum(len(p.handles) for p in self._in_backward)
 
     def _release(self, ps: LayerPass) -> None:
+        if getattr(ps, "single", False):
+            single.release(ps)
         if ps.region is not None:
             for nid in ps.region.nodes:
                 if self._region_owner.get(nid) is ps:
@@ -226,6 +228,10 @@ class Recorder:
         """One step of a single-step neuron: add it to the layer's open sequence (module docstring of
         :mod:`gradflow.recorder.single`)."""
         key = id(module)
+        region = None
+        if self.weights_enabled and key in self._selected:
+            boundaries = {fn for dq in self._boundaries.values() for fn in dq}
+            region = find_region(trace.x, boundaries, self._param_names)
         self._boundaries.setdefault(key, collections.deque(maxlen=_BOUNDARIES_PER_MODULE)).append(
             trace.spikes.grad_fn)
         if key not in self._selected:
@@ -244,10 +250,10 @@ class Recorder:
             ps = single.open_pass(module, self._names[key], self._order[key], trace)
             self._open[key] = ps
             self._pending[key] = [ps]
-            if self.weights_enabled:
-                self._warn_once("gradflow.record: the weight split is not recorded for single-step neurons "
-                                f"({self._names[key]}); the other tables are")
         t = single.add_step(ps, trace)
+        if region is not None:
+            ps.handles.append(region.root.register_prehook(
+                lambda grads, ps=ps, t=t, region=region: self._on_step_region_root(ps, t, region)))
         nr = trace.spikes.output_nr
         ps.handles.append(trace.spikes.grad_fn.register_prehook(
             lambda grads, ps=ps, t=t, nr=nr: self._on_step_output_grad(ps, t, grads[nr])))
@@ -262,6 +268,13 @@ class Recorder:
     def _on_step_output_grad(self, ps: LayerPass, t: int, g: Optional[torch.Tensor]) -> None:
         self._touch(ps)
         ps.g_outs[t] = g
+
+    def _on_step_region_root(self, ps: LayerPass, t: int, region) -> None:
+        """The main backward is about to enter the region of step ``t``: split its weight gradient."""
+        if ps.trace is None:
+            return
+        self._touch(ps)
+        single.split_step(ps, t, region)
 
     def _on_step_potential_grad(self, ps: LayerPass, t: int, g: Optional[torch.Tensor]) -> None:
         self._touch(ps)

@@ -17,8 +17,9 @@ Sequence boundaries: ``t = 0`` (a reset, or an input of another shape) starts a 
 the backward of its sequence began without a reset is recorded as a new sequence that starts from the
 carried state, with a warning (the boundary is ambiguous: the earlier steps were already
 back-propagated). A step whose incoming state carries no gradient (detached: truncated BPTT) is a cut,
-as in multi-step mode. The weight split is not recorded for single-step layers (their region is spread
-over T separate calls); the recorder says so once. While recording, a single-step module hands out
+as in multi-step mode. The weight split is made per step (:func:`split_step`): each step's region (the
+layers between the previous neurons and this step's input) gets ``P[t] du/dx`` back-propagated without
+hooks, summed over the steps. While recording, a single-step module hands out
 its spikes (and potential) through views, so gradients can differ from unrecorded ones by rounding
 (the same terms summed in another order), not bit for bit as for multi-step layers.
 """
@@ -29,8 +30,10 @@ import torch
 
 from ..neurons import NeuronTrace, SpikingNeuron, temporal_from_delta
 from .decompose import LayerPass
+from .decompose import _total_hook as total_hook
+from .region import Region, RegionError
 
-__all__ = ["open_pass", "add_step", "assemble"]
+__all__ = ["open_pass", "add_step", "assemble", "split_step", "release"]
 
 
 def open_pass(module: SpikingNeuron, name: str, index: int, trace: NeuronTrace) -> LayerPass:
@@ -79,7 +82,6 @@ def assemble(ps: LayerPass):
     else:
         ps.g_out = torch.stack([torch.zeros_like(o) if g is None else g for g, o in zip(ps.g_outs, outs)])
     g_pots = ps.g_pots
-    ps.outs, ps.g_outs, ps.g_pots = [], [], []
     if all(g is None for g in g_pots):
         return None
     kind, p, k, T = ps.kind, ps.params, ps.k, ps.T
@@ -99,3 +101,51 @@ def assemble(ps: LayerPass):
                                                                      device=zero.device)
     temporal = torch.stack([zero if tp is None else tp for tp in temps])
     return g_out, torch.stack(Ps), temporal, torch.stack(deltas)
+
+
+def _spatial(ps: LayerPass, t: int) -> torch.Tensor:
+    """``P[t] = g_out[t] sg[t]`` (+ the returned potential's gradient) of one step, before finalize."""
+    kind, p, k = ps.kind, ps.params, ps.k
+    u = ps.trace.u[t].detach()
+    prev = kind.State(*(z.detach() for z in ps.trace.prev[t]))
+    jac = kind.jacobian(u, prev, p, k)
+    g_out, g_pot = ps.g_outs[t], ps.g_pots[t]
+    P = torch.zeros_like(u) if g_out is None else jac.sg * g_out
+    if g_pot is not None:
+        P = P + (g_pot * kind.dense(jac)["vu"] if ps.potential_after_reset else g_pot)
+    return P
+
+
+def split_step(ps: LayerPass, t: int, region: Region) -> None:
+    """Weight split of one step: back-propagate ``P[t] du/dx`` through the step's region without hooks
+    and add it to the layer's spatial part; hooks on the region's parameter nodes add the main backward's
+    total (:func:`~.decompose.finish_weight_split` takes the difference at the end of the backward).
+    Every step's region must hold the same parameters (else the split is skipped with a reason)."""
+    if ps.weight_error:
+        return
+    names = [name for name, _ in region.params]
+    if ps.weight_parts is None:
+        ps.weight_names = names
+        ps.weight_parts = [(None, None)] * len(names)
+        ps.weight_totals = [None] * len(names)
+    elif names != ps.weight_names:
+        ps.weight_error = "the regions of its steps hold different parameters"
+        return
+    P = _spatial(ps, t)
+    gain = ps.kind.input_gain(ps.params, ps.k)
+    if not (isinstance(gain, float) and gain == 1.0):
+        P = P * gain
+    try:
+        g_s = region.vjp(P)
+    except (RegionError, RuntimeError) as err:
+        ps.weight_error = str(err).splitlines()[0]
+        return
+    ps.weight_parts = [(b if a is None else (a if b is None else a + b), None)
+                       for (a, _), b in zip(ps.weight_parts, g_s)]
+    for node, edges in region.param_edges.items():
+        ps.handles.append(node.register_hook(total_hook(ps, edges)))
+
+
+def release(ps: LayerPass) -> None:
+    """Drop the sequence's per-step references (the statistics stay)."""
+    ps.outs, ps.g_outs, ps.g_pots = [], [], []
