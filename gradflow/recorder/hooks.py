@@ -17,7 +17,8 @@ layers, the backward is read:
 **No side effects.** The recorder never calls ``torch.autograd.grad`` or ``backward`` and never calls
 the autograd engine on the user's graph: every user tensor hook, ``retain_grad()``, module backward
 hook and post-accumulate-grad hook fires exactly as often, with the same values, as without recording,
-and every ``.grad`` is bit-identical. Its own hooks only read and return None. All hooks are removed on
+and every ``.grad`` is bit-identical (single-step neurons: equal to rounding, see :mod:`.single`). Its
+own hooks only read and return None. All hooks are removed on
 exit (also on error); flags the user changed inside a failing block are restored.
 
 Everything runs on the model's device; hooks launch only device work (no ``.item()``, no host
