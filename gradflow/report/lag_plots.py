@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib import colors as mcolors
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from ._common import as_float, finite_or_nan, layer_order, ordered_runs, pick_layer, run_keys, select_run
 from .plots import fixed_margins, grid_shape
@@ -307,8 +307,9 @@ def plot_lag_decay(
                 d, b, z = _draw_profile(ax, r[r["layer"] == layer], col, kind, color, st["marker"], label)
                 drawn, n_bad, n_nonpos = drawn + d, n_bad + b, n_nonpos + z
     ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(NullFormatter())      # unlabelled minor ticks: a readable axis, a fast draw
     ax.set_xlabel("lag k = t' - t (time steps)")
-    ax.set_ylabel(r"relative gradient relative$_k$")
+    ax.set_ylabel("relative gradient relative_k (log scale)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title if title is not None else "Lag decay: measured (markers) vs predicted (lines)")
     if not drawn:
@@ -336,4 +337,4 @@ def _lag_legend(ax, styles: List[dict], per_layer: bool, intervals: bool) -> Non
         handles = labelled + handles
     else:
         handles += [Patch(color=st["color"], label=f"{st['label']} (darker = deeper layer)") for st in styles]
-    ax.legend(handles=handles, fontsize="x-small", frameon=False, loc="best", ncol=2 if len(handles) > 6 else 1)
+    ax.legend(handles=handles, fontsize="x-small", frameon=False, loc="lower left", ncol=2 if len(handles) > 6 else 1)
