@@ -46,7 +46,7 @@ def test_report_directory_holds_every_table_figure_and_page(run_dir, tmp_path):
     assert page.count("data:image/png;base64,") == len(FIGURE_NAMES)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     md = (out / "report.md").read_text()
-    assert "## Findings" in md and "sn1 (steps 0 -> 9)" in md
+    assert "## Findings" in md and "Layer sn1 (steps 0 -> 9)" in md
     assert str(run_dir.parent) not in md + page + (out / "summary.json").read_text()   # no absolute paths
     s = pd.read_csv(out / "summary.csv")
     watched = gw.read_run(run_dir).summary

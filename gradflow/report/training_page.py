@@ -187,14 +187,14 @@ def training_findings(summary: pd.DataFrame) -> List[str]:
                 verdict = {1: "fell", -1: "rose", 0: "stayed within sampling noise"}[sep]
                 parts.append(f"{name} {verdict}: {fa} -> {fb}")
         if parts:
-            out.append(f"{layer} (steps {int(first_step)} -> {int(last_step)}): " + "; ".join(parts) + ".")
+            out.append(f"Layer {layer} (steps {int(first_step)} -> {int(last_step)}): " + "; ".join(parts) + ".")
     if "theory_error" in summary and np.isfinite(summary["theory_error"].to_numpy(float)).any():
         for layer, d in summary.groupby("layer", sort=False):
             e = d["theory_error"].to_numpy(float)
             e = e[np.isfinite(e)]
             if e.size:
                 model = d["theory_model"].dropna().iloc[0] if "theory_model" in d and d["theory_model"].notna().any() else "theory"
-                out.append(f"{layer}: the {model} prediction of relative_k is off by a median {100 * np.median(e):.0f}% "
+                out.append(f"Layer {layer}: the {model} prediction of relative_k is off by a median {100 * np.median(e):.0f}% "
                            f"(lags 1-4, over {e.size} recorded step{'s' if e.size != 1 else ''}).")
     return out
 

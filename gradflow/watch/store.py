@@ -51,6 +51,9 @@ FORMAT = 1
 TABLE_NAMES = ("per_step", "lags", "weights", "pairs", "layers", "summary")
 
 STATE_FILE = "watch.json"
+
+# Columns that hold names: read as text, so that a layer named "1" (nn.Sequential) stays "1", not 1.
+_TEXT_COLUMNS = {c: str for c in ("layer", "param", "neuron", "surrogate", "reset", "resampled")}
 LOCK_FILE = ".watch.lock"
 
 
@@ -86,7 +89,7 @@ def _read_table(out: Path, name: str, size: int) -> pd.DataFrame:
         raise DataError(f"Cannot read {str(path)!r}: {err.strerror}.") from None
     if len(data) < size:
         raise DataError(f"{str(path)!r} is shorter than its committed size ({len(data)} < {size} bytes).")
-    return pd.read_csv(io.BytesIO(data)) if data else pd.DataFrame()
+    return pd.read_csv(io.BytesIO(data), dtype=_TEXT_COLUMNS) if data else pd.DataFrame()
 
 
 def read_run(out) -> WatchedRun:
