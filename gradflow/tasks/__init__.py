@@ -96,5 +96,5 @@ def parse_data(spec: str, T: Optional[int] = None) -> Task:
     """A dataset task from ``cifar10:DIR`` or ``cifar100:DIR`` (``T`` steps, default 4)."""
     kind, _, root = str(spec).partition(":")
     if kind.lower() not in ("cifar10", "cifar100"):
-        raise UsageError(f"Unknown --data {spec!r}; use cifar10:DIR or cifar100:DIR.")
+        raise UsageError(f"Unknown data {spec!r}; use cifar10:DIR or cifar100:DIR.", arguments=("data",))
     return make_cifar(kind.lower(), root, 4 if T is None else T)

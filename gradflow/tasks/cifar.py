@@ -70,5 +70,5 @@ class Cifar(Task):
 def make_cifar(which: str, root: Optional[str] = None, T: int = 4) -> Cifar:
     """``Cifar(root, which, T)``, with a clear error when ``root`` is missing."""
     if not root:
-        raise UsageError(f"{which} needs its directory: --data {which}:DIR.")
+        raise UsageError(f"{which} needs its directory: give data as {which}:DIR.", arguments=("data",))
     return Cifar(root, which, T)

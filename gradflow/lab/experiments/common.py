@@ -1,4 +1,5 @@
-"""What every experiment shares: the training grid, summaries over seeds, figures and ``summary.md``."""
+"""What every experiment shares: the training grid and summaries over seeds; figures, colours and
+``summary.md`` come from the report toolkit (:mod:`gradflow.report.experiment_page`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import time
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from ... import report
-from ...schema import neuron_color
+from ...report.experiment_page import plot_mean_std, save_figure, write_summary_md
+from ...report.style import neuron_color as color
 from ...train import TrainConfig, train
 
-__all__ = ["Log", "grid", "summarize_runs", "save_figure", "write_summary", "color", "TRAIN_FIELDS"]
+__all__ = ["Log", "grid", "summarize_runs", "save_figure", "write_summary", "color", "plot_mean_std",
+           "TRAIN_FIELDS"]
 
 Log = Optional[Callable[[str], None]]
 
@@ -23,24 +24,11 @@ Log = Optional[Callable[[str], None]]
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 
 
-def color(neuron: str) -> str:
-    """The report toolkit's colour of a neuron kind."""
-    return neuron_color(neuron)
-
-
 def summarize_runs(runs: pd.DataFrame, keys: Sequence[str], value: str = "test_accuracy") -> pd.DataFrame:
     """Mean, standard deviation (ddof=1) and count of ``value`` over seeds, per configuration ``keys``."""
     g = runs.groupby(list(keys), sort=False, dropna=False)[value]
     out = g.agg(["mean", "std", "count"]).reset_index()
     return out.rename(columns={"mean": f"{value}_mean", "std": f"{value}_std", "count": "seeds"})
-
-
-def save_figure(fig: Figure, out: str, name: str) -> str:
-    """Save ``fig`` as ``out/figures/<name>.png``; returns the path."""
-    os.makedirs(os.path.join(out, "figures"), exist_ok=True)
-    path = os.path.join(out, "figures", f"{name}.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 def grid(configs: Iterable[Dict[str, Any]], seeds: Sequence[int], log: Log,
@@ -75,11 +63,4 @@ def grid(configs: Iterable[Dict[str, Any]], seeds: Sequence[int], log: Log,
 
 def write_summary(summary: pd.DataFrame, out: str, title: str) -> str:
     """``out/summary.md``: ``title`` and the summary with ``mean ± std`` cells; returns the path."""
-    s = summary.copy()
-    value = "accuracy" if "accuracy_mean" in s.columns else "test_accuracy"
-    s[value] = s.apply(lambda r: f"{r[f'{value}_mean']:.3f} ± {r[f'{value}_std']:.3f}", axis=1)
-    s = s.drop(columns=[f"{value}_mean", f"{value}_std"])
-    path = os.path.join(out, "summary.md")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(f"# {title}\n\n{report.to_markdown(s, floatfmt='.3f')}\n")
-    return path
+    return str(write_summary_md(summary, os.path.join(out, "summary.md"), title))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .common import Log, color, grid, save_figure, summarize_runs
+from .common import Log, color, grid, plot_mean_std, save_figure, summarize_runs
 
 __all__ = ["run_delay", "run_delay_lr"]
 
@@ -56,15 +56,9 @@ def run_delay(out: str, seeds: Sequence[int], quick: bool, log: Log) -> Dict[str
 def _plot_accuracy(summary: pd.DataFrame, chance: float, out: str) -> None:
     """figures/accuracy_vs_delay.png: mean ± std test accuracy against the delay, per neuron."""
     fig = Figure(figsize=(6.4, 4))
-    ax = fig.subplots()
-    for nk, d in summary.groupby("neuron", sort=False):
-        ax.errorbar(d.delay, d.test_accuracy_mean, yerr=d.test_accuracy_std, marker="o", capsize=3,
-                    color=color(nk), label=nk.upper())
-    ax.axhline(chance, color="0.4", ls=":", label="chance")
-    ax.set_xlabel("delay D (time steps between cue and answer)")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_title("Delayed cue recall: LIF vs CLIF, same net and budget")
-    ax.legend()
+    plot_mean_std(summary, "delay", fig.subplots(), chance=chance,
+                  xlabel="delay D (time steps between cue and answer)",
+                  title="Delayed cue recall: LIF vs CLIF, same net and budget")
     save_figure(fig, out, "accuracy_vs_delay")
 
 

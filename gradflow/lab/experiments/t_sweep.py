@@ -7,7 +7,7 @@ from typing import Dict, Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .common import Log, color, grid, save_figure, summarize_runs
+from .common import Log, grid, plot_mean_std, save_figure, summarize_runs
 
 __all__ = ["run_T_sweep", "run_T_sweep_snn5"]
 
@@ -28,14 +28,7 @@ def run_T_sweep(out: str, seeds: Sequence[int], quick: bool, log: Log) -> Dict[s
 def _plot_accuracy_vs_T(summary: pd.DataFrame, out: str, title: str, name: str) -> None:
     """Mean ± std test accuracy against T, one line per neuron type, saved as ``figures/<name>``."""
     fig = Figure(figsize=(6.4, 4))
-    ax = fig.subplots()
-    for nk, d in summary.groupby("neuron", sort=False):
-        ax.errorbar(d["T"], d.test_accuracy_mean, yerr=d.test_accuracy_std, marker="o", capsize=3,
-                    color=color(nk), label=nk.upper())
-    ax.set_xlabel("time steps T")
-    ax.set_ylabel("test accuracy (mean ± std over seeds)")
-    ax.set_title(title)
-    ax.legend()
+    plot_mean_std(summary, "T", fig.subplots(), xlabel="time steps T", title=title)
     save_figure(fig, out, name)
 
 
