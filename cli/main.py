@@ -13,7 +13,8 @@ import typer
 
 import gradflow
 
-from . import analyze_cmd, bench_cmd, clif_to_lif_cmd, demo_cmd, experiment_cmd, theory_cmd, train_cmd
+from . import (analyze_cmd, bench_cmd, clif_to_lif_cmd, demo_cmd, experiment_cmd, report_cmd, theory_cmd,
+               train_cmd)
 from .common import GradflowGroup
 
 app = typer.Typer(
@@ -27,7 +28,8 @@ app = typer.Typer(
 )
 
 #: The command modules, in the order ``gradflow --help`` lists their commands.
-COMMAND_MODULES = (analyze_cmd, theory_cmd, demo_cmd, train_cmd, clif_to_lif_cmd, experiment_cmd, bench_cmd)
+COMMAND_MODULES = (analyze_cmd, report_cmd, theory_cmd, demo_cmd, train_cmd, clif_to_lif_cmd, experiment_cmd,
+                   bench_cmd)
 
 
 def _version(value: bool) -> None:

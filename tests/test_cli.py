@@ -58,10 +58,10 @@ def _error_line(res) -> str:
 
 def test_every_command_has_its_own_module():
     names = [m.__name__.rsplit(".", 1)[1] for m in main.COMMAND_MODULES]
-    assert sorted(names) == sorted(["analyze_cmd", "theory_cmd", "demo_cmd", "train_cmd", "clif_to_lif_cmd",
-                                    "experiment_cmd", "bench_cmd"])
+    assert sorted(names) == sorted(["analyze_cmd", "report_cmd", "theory_cmd", "demo_cmd", "train_cmd",
+                                    "clif_to_lif_cmd", "experiment_cmd", "bench_cmd"])
     res = runner.invoke(app, ["--help"], env=WIDE)
-    for command in ("analyze", "theory", "demo", "train", "clif-to-lif", "experiment", "bench"):
+    for command in ("analyze", "report", "theory", "demo", "train", "clif-to-lif", "experiment", "bench"):
         assert command in res.output
 
 
