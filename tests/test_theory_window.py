@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import gradflow.theory as th
+from gradflow.theory import window
 from gradflow import stats
 
 
@@ -208,3 +209,29 @@ def test_trained_digits_mlp_within_25_percent(neuron, surrogate):
             eps2 = th.lif_eps(u, tau=2.0, surrogate=surrogate, alpha=alpha).reshape(T, -1) ** 2
             indep = th.predict_relative((P.reshape(T, -1) ** 2).sum(1), eps2.mean(1))
             assert stats.theory_error(indep, ex.relative) > 0.5
+
+
+def test_many_variants_equal_stacked_single_predictions():
+    """predict_transport_many / transport_summary_many row b == the single-input functions on input b."""
+    rng = np.random.default_rng(7)
+    singles = []
+    for b in range(4):
+        u = rng.normal(0.9, 0.5, (6, 300))
+        P = rng.normal(0.0, 1.0, (6, 300)) * (rng.random((6, 300)) < 0.4)
+        singles.append(window.transport_inputs(u, P, surrogate=("rectangle", "sigmoid")[b % 2]))
+    many = {k: (np.stack([s[k] for s in singles]) if k != "zone_edges" else singles[0][k]) for k in singles[0]}
+    got = window.predict_transport_many(many, 0.6)
+    want = np.stack([window.predict_transport(s, 0.6) for s in singles])
+    assert got.shape == (4, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    summ = window.transport_summary_many(many)
+    for key in ("one_step_survival", "in_window_before", "occupancy"):
+        np.testing.assert_allclose(summ[key], [window.transport_summary(s)[key] for s in singles], rtol=1e-12)
+
+
+def test_no_leak_is_allowed():
+    """An IF neuron (tau = inf) has gamma = 1: the predictor accepts it, relative_k is the survival alone."""
+    u = np.array([[[0.2]], [[0.3]], [[0.9]]])
+    P = np.array([[[0.0]], [[0.0]], [[1.0]]])
+    rel = window.predict_transport(window.transport_inputs(u, P), 1.0)
+    assert rel[1] == 1.0  # out of the window one step back: f = 1, no leak

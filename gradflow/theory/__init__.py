@@ -59,8 +59,10 @@ from .window import (
     ZONE_EDGES,
     add_transport_inputs,
     predict_transport,
+    predict_transport_many,
     transport_inputs,
     transport_summary,
+    transport_summary_many,
     window_zones,
     zone_width,
 )
@@ -108,6 +110,7 @@ __all__ = [
     "predict_lags",
     "predict_relative",
     "predict_transport",
+    "predict_transport_many",
     "predict_window",
     "rate_half_life",
     "rate_horizon",
@@ -121,6 +124,7 @@ __all__ = [
     "transport_factors",
     "transport_inputs",
     "transport_summary",
+    "transport_summary_many",
     "window_zones",
     "zone_width",
 ]
