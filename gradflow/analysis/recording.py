@@ -285,11 +285,27 @@ def _recorded_tables(rec, cfg: AnalysisConfig) -> Dict[str, pd.DataFrame]:
     return tables
 
 
-def _theory(tables: Dict[str, pd.DataFrame], cfg: AnalysisConfig, warnings: List[str]) -> pd.DataFrame:
-    """The theory comparison of the recorded lag decay (never sinks a measurement: failures warn)."""
+def _transport(rec) -> Optional[Dict[str, Dict[str, np.ndarray]]]:
+    """The window predictor's inputs per layer (:func:`gradflow.theory.transport_inputs`), summed over
+    the recorded samples, or None where the recorder does not collect them."""
+    per_sample = getattr(rec, "transport_inputs", None)  # recorders without the window statistics
+    if per_sample is None:
+        return None
+    return {layer: {k: (v if k == "zone_edges" else np.asarray(v).sum(axis=0)) for k, v in inputs.items()}
+            for layer, inputs in per_sample().items()}
+
+
+def _theory(tables: Dict[str, pd.DataFrame], cfg: AnalysisConfig, transport, warnings: List[str]) -> pd.DataFrame:
+    """The theory comparison of the recorded lag decay (never sinks a measurement: failures warn).
+
+    ``transport``: the default window model's inputs per layer (:func:`_transport`); without them the
+    theory falls back to its ``independent`` model and says so in the table's ``model`` column.
+    """
     layers = tables["layers"]
     first = layers.iloc[0]
     options = {} if cfg.theory_model is None else {"model": cfg.theory_model}
+    if transport is not None:
+        options["transport"] = transport
     try:
         return theory.theory_table(
             tables["lags"], tables["per_step"], neuron=None, tau={r.layer: float(r.tau) for r in layers.itertuples()},
@@ -356,7 +372,7 @@ def analyze_model(model: torch.nn.Module, source: InputSource, cfg: AnalysisConf
     tables = _recorded_tables(rec, cfg)
     warnings: List[str] = []
     if cfg.pairs:
-        tables["theory"] = _theory(tables, cfg, warnings)
+        tables["theory"] = _theory(tables, cfg, _transport(rec), warnings)
     nonfinite = int(tables["per_step"]["nonfinite"].sum())
     if nonfinite or tally.nonfinite:
         warnings.append(
