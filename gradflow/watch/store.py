@@ -271,9 +271,8 @@ def _csv_text(df: pd.DataFrame, columns: List[str], header: bool) -> str:
     w = csv.writer(buf, lineterminator="\n")
     if header:
         w.writerow(columns)
-    n = len(df)
-    cols = [df[c].tolist() if c in df.columns else [None] * n for c in columns]
-    w.writerows([_cell(v) for v in row] for row in zip(*cols))
+    rows = df.reindex(columns=columns).to_numpy(dtype=object).tolist()   # Python scalars, one pandas call
+    w.writerows([_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
 

@@ -19,8 +19,9 @@ temporal part of ``dL/du[t]``:
     spikes, and elements inside the surrogate window (window occupancy), per neuron and time step.
 
 Intervals (``<metric>_ci_low`` / ``_ci_high``) are percentile bootstrap intervals over the step's
-samples (:func:`gradflow.stats.bootstrap`, seeded): the samples are resampled and every metric
-recomputed from the resampled sums, exactly as the analysis report does, so a watched step and
+samples (the resample counts of :func:`gradflow.stats.bootstrap_counts`, seeded, kept between steps;
+:func:`gradflow.stats.percentile_interval`): the samples are resampled and every metric recomputed
+from the resampled sums, exactly as the analysis report does, so a watched step and
 ``gradflow analyze`` on the same batch give the same numbers. Without per-sample sums (a recorder
 without ``samples()``) the units are backward passes, and one pass has no interval (NaN). The weight
 projection always resamples passes (per-sample parameter gradients are not kept), so a step of one
@@ -32,6 +33,7 @@ Numpy and pandas only (no torch).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -128,6 +130,16 @@ def _units_from_tables(ps: Dict[str, np.ndarray], pairs: Optional[Dict[str, np.n
     return np.concatenate([x, pair_sq.reshape(len(steps), -1)], axis=1), K1
 
 
+@functools.lru_cache(maxsize=4)
+def _counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """:func:`gradflow.stats.bootstrap_counts` as float64, kept: every layer and every recorded step of a
+    run with the same batch size resamples with the same rows, and drawing them is the bootstrap's main
+    cost (a multinomial draw per row). :func:`gradflow.stats.bootstrap` uses exactly these rows."""
+    counts = stats.bootstrap_counts(n, n_resamples, seed).astype(np.float64)
+    counts.setflags(write=False)
+    return counts
+
+
 def _metrics(s: np.ndarray, T: int, K1: int, activity: bool) -> np.ndarray:
     """From sums ``[B, m]``: share, relative_1, half-life, decay rate (, firing rate, window fraction)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -194,8 +206,9 @@ def _layer_row(ps: Dict[str, np.ndarray], pairs: Optional[Dict[str, np.ndarray]]
     est = _metrics(x.sum(axis=0, keepdims=True), T, K1, activity)[0]
     low = high = np.full_like(est, np.nan)
     if len(x) >= 2:
-        ci = stats.bootstrap(x, lambda v: _metrics(v, T, K1, activity), n_resamples=n_resamples, seed=seed)
-        est, low, high = (np.asarray(v, dtype=float) for v in (ci.estimate, ci.low, ci.high))
+        sums = (_counts(len(x), n_resamples, seed) @ x)
+        low, high, _ = stats.percentile_interval(_metrics(sums, T, K1, activity), stats.DEFAULT_LEVEL)
+        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     row = {"train_step": ps["train_step"][0] if "train_step" in ps else math.nan,
            "step": int(ps["step"].min()), "layer": ps["layer"][0], "layer_index": int(ps["layer_index"][0]),
            "neuron": ps["neuron"][0], "T": T, "tau": _mean(ps["tau"]) if "tau" in ps else math.nan,
