@@ -92,8 +92,10 @@ class Recorder:
         found = [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
         if not found:
             hint = ""
-            if any("spikingjelly" in type(m).__module__ for m in model.modules()):
-                hint = " It holds SpikingJelly neurons: swap them with gradflow.convert(model) first."
+            libs = sorted({lib for m in model.modules() for lib, name in (("SpikingJelly", "spikingjelly"),
+                           ("snnTorch", "snntorch")) if type(m).__module__.startswith(name)})
+            if libs:
+                hint = f" It holds {' and '.join(libs)} neurons: swap them with gradflow.convert(model) first."
             raise UsageError(f"{type(model).__name__} contains no gradflow spiking neurons to record.{hint}")
         names = {n for n, _ in found}
         if layers is not None:
