@@ -241,10 +241,11 @@ def test_experiment_pipeline_quick(tmp_path):
     import pandas as pd
 
     out = tmp_path / "T"
-    r = runner.invoke(app, ["experiment", "lif-vs-clif-T", "--out", str(out), "--seeds", "0", "--quick", "-q"])
+    r = runner.invoke(app, ["experiment", "lif-vs-clif-T", "--out", str(out), "--seeds", "0", "--seeds", "1",
+                            "--quick", "-q"])
     assert r.exit_code == 0, r.output
     runs = pd.read_csv(out / "runs.csv")
-    assert len(runs) == 2 * 2 and set(runs.neuron) == {"lif", "clif"}
+    assert len(runs) == 2 * 2 * 2 and set(runs.neuron) == {"lif", "clif"} and set(runs.seed) == {0, 1}
     summary = (out / "summary.md").read_text()
     assert "±" in summary and (out / "figures" / "accuracy_vs_T.png").exists()
     assert not (out / "report.md").exists()
