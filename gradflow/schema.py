@@ -128,7 +128,8 @@ SUMMARY_INTERVAL_METRICS: Tuple[str, ...] = (
 )
 
 #: ``summary``: one row per (run, layer) (``run`` only in comparisons): the metrics, their intervals,
-#: then how they were computed (``steps``: backward passes; ``resampled``: ``samples`` or ``passes``).
+#: then how they were computed (``steps``: backward passes; ``resampled``: ``samples`` or ``passes``), then
+#: the window model's per-layer numbers that explain the decay (docs/theory.md §6), with intervals.
 SUMMARY_COLUMNS: Tuple[str, ...] = (
     "layer", "layer_index", "neuron", "T", "samples",
     "firing_rate", "window_fraction",
@@ -136,7 +137,10 @@ SUMMARY_COLUMNS: Tuple[str, ...] = (
     "predicted_half_life", "theory_error",
 ) + tuple(f"{m}_ci_{side}" for m in SUMMARY_INTERVAL_METRICS for side in ("low", "high")) + (
     "steps", "resampled", "max_lag", "weight_temporal_share", "weight_cosine",
-    "temporal_zero_fraction", "nonfinite",
+    "temporal_zero_fraction", "nonfinite", "tau",
+    "one_step_survival", "one_step_survival_ci_low", "one_step_survival_ci_high",
+    "in_window_before", "in_window_before_ci_low", "in_window_before_ci_high",
+    "window_occupancy", "window_occupancy_ci_low", "window_occupancy_ci_high",
 )
 
 #: ``theory``: one row per (layer, lag); ``predicted_relative_<model>`` columns may follow.

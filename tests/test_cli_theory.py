@@ -222,6 +222,16 @@ def test_no_litter_on_error(tmp_path, monkeypatch):
     assert (out / "summary.json").read_bytes() == before and _litter(tmp_path) == []
 
 
+def test_settings_object_and_options_combine():
+    settings = theory_page.TheorySettings(neuron="lif", T=4, n=500, taus=[1.5])
+    a = theory_page.theory_tables(settings, tau=3.0)
+    b = theory_page.theory_tables(neuron="lif", T=4, n=500, taus=[1.5], tau=3.0)
+    pd.testing.assert_frame_equal(a["half_lives"], b["half_lives"])
+    assert a["summary"]["parameters"]["taus"] == [1.5, 3.0] and settings.tau == 2.0     # settings unchanged
+    with pytest.raises(TypeError):
+        theory_page.theory_tables(settings, colour="red")
+
+
 def test_library_errors_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="greater than 1"):
         write_theory_report(tmp_path / "x", tau=1.0)

@@ -29,6 +29,8 @@ from gradflow.report import summary as summary_mod
 from gradflow.report import tables as tables_mod
 
 findings_mod = importlib.import_module("gradflow.report.findings")   # report.findings is the function
+display_mod = importlib.import_module("gradflow.report.display")
+resample_mod = importlib.import_module("gradflow.report.resample")
 
 COLUMNS = {
     "per_step": list(schema.PER_STEP_COLUMNS),
@@ -342,6 +344,79 @@ def test_recorder_samples_give_the_tables_point_estimates_and_the_weights_projec
     per_pass = [stats.projections(d.spatial_sq.sum(), d.temporal_sq.sum(), d.inner.sum()).temporal_projection
                 for _, d in w.groupby("step")]
     assert a.loc[0, "weight_temporal_projection"] == pytest.approx(np.mean(per_pass), rel=1e-12)
+
+
+def make_transport_case(n=48, T=4, seed=5):
+    """One LIF layer: per-sample potentials and spatial gradients; per-sample transport inputs of the
+    theory's window model (summing them gives the whole batch's inputs) and per-sample pair norms."""
+    from gradflow.theory import window
+
+    rng = np.random.default_rng(seed)
+    u = rng.normal(0.9, 0.4, size=(T, n, 16))
+    P = rng.normal(size=(T, n, 16)) * (np.abs(u - 1.0) <= 0.5)
+    per = [window.transport_inputs(u[:, i:i + 1], P[:, i:i + 1]) for i in range(n)]
+    inputs = {k: np.stack([p[k] for p in per]) for k in per[0] if k != "zone_edges"}
+    inputs["zone_edges"] = per[0]["zone_edges"]
+    whole = window.transport_inputs(u, P)
+    sp = (P ** 2).sum(axis=2).T                                     # [n, T]
+    pair_sq = np.zeros((n, T, T))
+    for k in range(T):
+        pair_sq[:, :T - k, k] = sp[:, k:] * rng.uniform(0.05, 0.3, size=(n, T - k)) ** k
+    samples = {"sn1": {"spatial_sq": sp, "temporal_sq": 0.2 * sp, "pair_sq": pair_sq, "step": np.zeros(n, int)}}
+    per_step = make_tables(n_layers=1, T=T, steps=1)["per_step"].assign(layer="sn1", tau=2.0)
+    return per_step, samples, {"sn1": inputs}, whole, pair_sq
+
+
+def test_window_model_inputs_are_resampled_with_the_samples():
+    from gradflow.theory import window
+
+    per_step, samples, transport, whole, pair_sq = make_transport_case()
+    for k in ("source", "pair", "triple", "spatial_sq"):          # per-sample inputs add up to the batch's
+        np.testing.assert_allclose(transport["sn1"][k].sum(axis=0), whole[k], rtol=1e-12, atol=1e-12)
+    st = report.layer_statistics({"per_step": per_step}, samples, transport=transport, n_resamples=40, seed=1)
+    row = st.summary.iloc[0]
+    predicted = window.predict_transport(whole, 0.5)
+    measured = stats.relative_from_pair_sq(pair_sq.sum(axis=0))
+    assert row["theory_error"] == pytest.approx(stats.theory_error(predicted, measured), rel=1e-9)
+    assert row["predicted_half_life"] == pytest.approx(stats.half_life(predicted), rel=1e-9)
+    np.testing.assert_allclose(st.profile["predicted_relative"], predicted, rtol=1e-9)
+    summ = window.transport_summary(whole)
+    assert row["one_step_survival"] == pytest.approx(summ["one_step_survival"], rel=1e-9)
+    assert row["in_window_before"] == pytest.approx(summ["in_window_before"], rel=1e-9)
+    assert row["window_occupancy"] == pytest.approx(summ["occupancy"], rel=1e-9)
+    for m in ("theory_error", "one_step_survival", "in_window_before"):
+        assert row[f"{m}_ci_low"] < row[m] < row[f"{m}_ci_high"], m     # the prediction's noise is in the interval
+    # summed inputs: a fixed prediction, the same point estimates, no interval for the window numbers
+    fixed = {"sn1": {k: (v.sum(axis=0) if k != "zone_edges" else v) for k, v in transport["sn1"].items()}}
+    row2 = report.summarize({"per_step": per_step}, samples, transport=fixed, n_resamples=40, seed=1).iloc[0]
+    assert row2["theory_error"] == pytest.approx(row["theory_error"], rel=1e-9)
+    assert row2["one_step_survival"] == pytest.approx(row["one_step_survival"], rel=1e-9)
+    assert math.isnan(row2["one_step_survival_ci_low"])
+    assert row2["theory_error_ci_high"] - row2["theory_error_ci_low"] != \
+        pytest.approx(row["theory_error_ci_high"] - row["theory_error_ci_low"])
+    # a theory table whose default model is not the window model: its prediction, not the window's
+    th = pd.DataFrame({"layer": "sn1", "layer_index": 0, "lag": range(4), "predicted_relative": [1, 0.5, 0.25, 0.1],
+                       "model": "independent"})
+    row3 = report.summarize({"per_step": per_step, "theory": th}, samples, transport=transport,
+                            n_resamples=20).iloc[0]
+    assert row3["theory_error"] == pytest.approx(stats.theory_error([1, 0.5, 0.25, 0.1], measured))
+    assert math.isnan(row3["one_step_survival"])
+
+
+def test_decay_is_explained_in_words_from_the_window_numbers():
+    per_step, samples, transport, _, _ = make_transport_case()
+    layers = pd.DataFrame({"layer": ["sn1"], "layer_index": [0], "neuron": ["lif"], "tau": [2.0],
+                           "v_threshold": [1.0], "surrogate": ["rectangle"], "alpha": [1.0], "reset": ["soft"],
+                           "detach_reset": [False]})
+    s = report.summarize({"per_step": per_step}, samples, transport=transport, n_resamples=20)
+    found = report.findings(s, layers)
+    why = [f for f in found if "sits on neurons that were inside the surrogate window" in f]
+    assert len(why) == 1 and "where LIF passes nothing back" in why[0] and "hence relative_1 = gamma" in why[0]
+    assert "where LIF" not in " ".join(report.findings(s, layers.assign(alpha=0.5)))   # not exact there
+    table = report.decay_table(s)
+    assert list(table.columns) == ["Layer", "Gradient in window one step before (%)", "Window occupancy (%)",
+                                   "One-step survival", "gamma * sqrt(survival)", "relative_1 (measured)"]
+    assert report.decay_table(summary_of(make_tables())) is None
 
 
 def test_summary_survives_nonfinite_values():
@@ -776,7 +851,8 @@ def test_jsonable_is_strict():
     json.dumps(doc, allow_nan=False)
 
 
-MODULES = (_common, style, page, tables_mod, summary_mod, findings_mod, plots, lag_plots, analysis_page)
+MODULES = (_common, style, page, tables_mod, summary_mod, resample_mod, display_mod, findings_mod, plots, lag_plots,
+           analysis_page)
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)

@@ -14,7 +14,8 @@ For a comparison, concatenate the runs' tables with a first column ``run`` (e.g.
 
 The toolkit: :mod:`.page` (render and embed figures, HTML tables, the stylesheet, JSON, the atomic
 directory), :mod:`.style` (colours per neuron kind, matplotlib settings, notes), :mod:`.tables` (the one
-Markdown/LaTeX formatter). Numbers and words: :mod:`.summary`, :mod:`.findings`. Figures:
+Markdown/LaTeX formatter). Numbers and words: :mod:`.summary` (per-layer statistics) on :mod:`.resample`
+(the bootstrap), :mod:`.display` (numbers as text, display tables), :mod:`.findings` (sentences). Figures:
 :mod:`.plots`, :mod:`.lag_plots`, :mod:`.theory_plots`. Pages: :mod:`.analysis_page` (``gradflow
 analyze``), :mod:`.theory_page` (``gradflow theory``), :mod:`.demo_page` (``gradflow demo``),
 :mod:`.experiment_page` (helpers of the committed experiment reports). Every column and number is
@@ -22,16 +23,16 @@ defined in docs/reference.md.
 """
 
 from .analysis_page import DEFINITIONS, FIGURE_NAMES, write_report
-from .findings import (
+from .display import (
     compare_table,
+    decay_table,
     display_summary,
-    findings,
     format_half_life,
     format_interval,
     format_percent,
     separation,
-    statistics_note,
 )
+from .findings import decay_sentence, findings, statistics_note
 from .lag_plots import plot_lag_decay, plot_pair_grid, plot_pair_heatmap
 from .plots import plot_norms_grid, plot_norms_over_t, plot_temporal_share, plot_window_firing
 from .style import NEURON_COLORS, neuron_color
@@ -44,6 +45,7 @@ __all__ = [
     "lag_profile",
     "Statistics",
     "findings",
+    "decay_sentence",
     "statistics_note",
     "separation",
     "format_percent",
@@ -66,6 +68,7 @@ __all__ = [
     "to_latex",
     "display_summary",
     "compare_table",
+    "decay_table",
     "write_tables",
     "write_report",
     "FIGURE_NAMES",

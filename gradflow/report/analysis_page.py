@@ -33,7 +33,8 @@ import pandas as pd
 from .. import __version__, stats
 from . import lag_plots, page, plots
 from ._common import attach_neuron, empty_table, layer_order, ordered_runs, require_columns
-from .findings import compare_table, display_summary, findings, statistics_note
+from .display import compare_table, decay_table, display_summary
+from .findings import findings, statistics_note
 from .page import FigureSpec, figure_html, html_page, html_table, report_directory, write_json
 from .summary import Statistics, layer_statistics
 from .tables import to_markdown, write_tables
@@ -76,6 +77,11 @@ DEFINITIONS = (
 
 #: The fields of summary.json shown at the top of the report (all fields are in "Run details").
 KEY_FIELDS = ("model", "neuron", "T", "tau", "loss", "accuracy", "inputs", "checkpoint")
+
+_WHY = ("One step back, a source keeps the mean squared one-step factor of the neurons that carry its spatial "
+        "gradient (the one-step survival), times the leak: relative_1 = gamma * sqrt(survival) exactly "
+        "(docs/theory.md, Eq. 33). Where that gradient sits one step earlier, inside the surrogate window or "
+        "not, decides the survival; the population's window occupancy alone does not.")
 
 _CAPTIONS = {
     "summary": "Gradient flow per layer, with 95% bootstrap intervals (gradflow).",
@@ -223,6 +229,9 @@ def _markdown(title: str, info, found: List[str], note: str, data: Dict[str, pd.
     cmp = compare_table(st.summary)
     if cmp is not None:
         lines += ["## Runs side by side", "", to_markdown(cmp), ""]
+    why = decay_table(st.summary)
+    if why is not None:
+        lines += ["## Why the gradient decays", "", _WHY, "", to_markdown(why), ""]
     lines += ["## Figures", ""]
     for i, f in enumerate(figs, 1):
         lines += [f"### Figure {i}: {f.name.replace('_', ' ')}", "",
@@ -257,6 +266,9 @@ def _html(title: str, info, found: List[str], note: str, data: Dict[str, pd.Data
     cmp = compare_table(st.summary)
     if cmp is not None:
         body += ["<h2>Runs side by side</h2>", html_table(cmp)]
+    why = decay_table(st.summary)
+    if why is not None:
+        body += ["<h2>Why the gradient decays</h2>", f"<p>{html.escape(_WHY)}</p>", html_table(why)]
     body.append("<h2>Figures</h2>")
     body += [figure_html(f, pngs[f.name], i) for i, f in enumerate(figs, 1)]
     theory = data["theory"]
@@ -290,7 +302,7 @@ def _write_all(tmp: Path, title: str, summary_json: Mapping, data: Dict[str, pd.
     fig_dir.mkdir()
     figs = _figures(data, st)
     pngs = {f.name: page.render_figure(f, fig_dir) for f in figs}   # module attribute: patchable in tests
-    found, note = findings(st.summary), statistics_note(st.summary, st.settings)
+    found, note = findings(st.summary, data.get("layers")), statistics_note(st.summary, st.settings)
     info = _run_tables(doc)
     (tmp / "report.md").write_text(_markdown(title, info, found, note, data, st, figs), encoding="utf-8")
     (tmp / "index.html").write_text(_html(title, info, found, note, data, st, figs, pngs), encoding="utf-8")
@@ -302,6 +314,7 @@ def write_report(
     summary_json: Mapping,
     tables: Mapping[str, pd.DataFrame],
     samples: Optional[Mapping] = None,
+    transport: Optional[Mapping] = None,
     title: str = "gradflow report",
     force: bool = False,
     n_resamples: int = stats.DEFAULT_RESAMPLES,
@@ -315,7 +328,9 @@ def write_report(
     :func:`~gradflow.report.layer_statistics` is used as given, so the bootstrap runs once; then
     ``n_resamples`` and ``seed`` should be the ones it was made with (the page quotes them). ``samples`` is ``Recorder.samples()`` (or, for a
     comparison, ``{run: Recorder.samples()}``): the per-sample sums the intervals resample; without it
-    the intervals resample backward passes. A ``run`` column with two or more runs makes it a
+    the intervals resample backward passes. ``transport``: the theory's ``window`` inputs per layer
+    (``Recorder.transport_inputs()``, see :func:`~gradflow.report.layer_statistics`). A ``run`` column
+    with two or more runs makes it a
     comparison report. ``summary_json`` is written to ``summary.json`` (numpy numbers converted, NaN/Inf
     as null) with ``layers`` (the summary rows) and ``statistics`` (level, resamples, seed) added.
     ``n_resamples``, ``seed``: the bootstrap (:func:`gradflow.report.summarize`).
@@ -333,7 +348,7 @@ def write_report(
         st = Statistics(data.pop("summary"), profile if profile is not None else pd.DataFrame(), settings)
     else:
         st = layer_statistics(data, samples, theory=data["theory"] if not data["theory"].empty else None,
-                              n_resamples=n_resamples, seed=seed)
+                              transport=transport, n_resamples=n_resamples, seed=seed)
     with report_directory(out_dir, force=force) as tmp:
         _write_all(tmp, title, summary_json, data, st)
     return Path(out_dir).expanduser().absolute()

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from ..errors import GradflowError, UsageError
 from . import lag_plots, plots
 from ._common import attach_neuron
-from .findings import display_summary
+from .display import display_summary
 from .page import html_table
 from .style import RC
 from .summary import Statistics, layer_statistics

@@ -58,6 +58,18 @@ import pandas as pd
 
 from .. import stats
 from ..schema import RUN, SUMMARY_COLUMNS, SUMMARY_INTERVAL_METRICS
+from .resample import (
+    NAMES,
+    Units,
+    field,
+    fit,
+    layer_metrics,
+    transport_units,
+    units_from_samples,
+    units_from_tables,
+    weight_stats,
+    window_profile,
+)
 from ._common import (
     as_float,
     finite_or_nan,
@@ -99,138 +111,6 @@ class Statistics(NamedTuple):
     summary: pd.DataFrame
     profile: pd.DataFrame
     settings: Dict[str, object]
-
-
-class _Units(NamedTuple):
-    """The resampled units of one layer: additive contributions ``[n, ...]`` to the layer's sums."""
-
-    kind: str                       # "samples" or "passes"
-    spatial_sq: np.ndarray          # [n]  sum over t of ||P[t]||^2
-    temporal_sq: np.ndarray         # [n]  sum over t of ||temporal[t]||^2
-    pair_sq: Optional[np.ndarray]   # [n, T, K+1]  ||pair[t, t+k]||^2, or None
-    passes: int                     # backward passes the units came from
-
-
-def _get(obj, name: str):
-    """``obj[name]`` for a mapping, ``obj.name`` otherwise (None when absent)."""
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _finite0(a) -> np.ndarray:
-    """``a`` as float64 with non-finite entries set to 0 (left out of the sums)."""
-    a = np.asarray(a, dtype=np.float64)
-    return np.where(np.isfinite(a), a, 0.0)
-
-
-def _units_from_samples(s) -> _Units:
-    """The units of ``Recorder.samples()[layer]``: ``spatial_sq``/``temporal_sq`` ``[n, T]``, ``pair_sq``
-    ``[n, T, K+1]`` (or None), ``step`` ``[n]``."""
-    sp = _finite0(_get(s, "spatial_sq"))
-    tp = _finite0(_get(s, "temporal_sq"))
-    pair = _get(s, "pair_sq")
-    step = _get(s, "step")
-    passes = len(np.unique(np.asarray(step))) if step is not None and len(step) else 1
-    return _Units("samples", sp.reshape(len(sp), -1).sum(axis=1), tp.reshape(len(tp), -1).sum(axis=1),
-                  None if pair is None else _finite0(pair), passes)
-
-
-def _units_from_tables(ps: pd.DataFrame, pairs: pd.DataFrame, T: int) -> _Units:
-    """Backward passes as units: per pass, the squared norms of ``per_step`` and ``pairs`` summed."""
-    step = as_float(ps["step"])
-    steps = np.unique(step[np.isfinite(step)])
-    index = {s: i for i, s in enumerate(steps)}
-    rows = np.array([index.get(s, -1) for s in step])
-    keep = rows >= 0
-    sp, tp = np.zeros(len(steps)), np.zeros(len(steps))
-    np.add.at(sp, rows[keep], _finite0(as_float(ps["grad_spatial_norm"])[keep]) ** 2)
-    np.add.at(tp, rows[keep], _finite0(as_float(ps["grad_temporal_norm"])[keep]) ** 2)
-    pair_sq = None
-    if pairs is not None and not pairs.empty and T >= 1:
-        t, k, pstep = as_float(pairs["t"]), as_float(pairs["lag"]), as_float(pairs["step"])
-        ok = np.isfinite(t) & np.isfinite(k) & (t >= 0) & (k >= 0) & (t + k < T) & np.isin(pstep, steps)
-        if ok.any():
-            K = int(k[ok].max())
-            pair_sq = np.zeros((len(steps), T, K + 1))
-            r = np.array([index[s] for s in pstep[ok]])
-            np.add.at(pair_sq, (r, t[ok].astype(int), k[ok].astype(int)),
-                      _finite0(as_float(pairs["norm"])[ok]) ** 2)
-    return _Units("passes", sp, tp, pair_sq, len(steps))
-
-
-def _profile_metrics(sums: np.ndarray, T: int, K1: int, predicted: Optional[np.ndarray]) -> np.ndarray:
-    """Metrics from resampled sums ``[B, 2 + T*K1]``: columns share, half-life, decay rate, theory
-    error, then ``relative_0..K``."""
-    share = np.sqrt(sums[:, 1]) / (np.sqrt(sums[:, 0]) + np.sqrt(sums[:, 1]))
-    if K1 == 0:
-        return np.stack([share] + [np.full(len(sums), np.nan)] * 3, axis=1)
-    rel = stats.relative_from_pair_sq(sums[:, 2:].reshape(len(sums), T, K1))
-    hl = stats.half_life_many(rel) if K1 > 1 else np.full(len(sums), np.nan)
-    dr = stats.decay_rate_many(rel)
-    te = stats.theory_error(predicted, rel) if predicted is not None and K1 > 1 else np.full(len(sums), np.nan)
-    return np.column_stack([share, hl, dr, te, rel])
-
-
-def _bootstrap_layer(units: _Units, predicted: Optional[np.ndarray], n_resamples: int, seed: int,
-                     level: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Estimate, low and high of :func:`_profile_metrics` for one layer (NaN bounds below 2 units)."""
-    n = len(units.spatial_sq)
-    T, K1 = (units.pair_sq.shape[1], units.pair_sq.shape[2]) if units.pair_sq is not None else (0, 0)
-    parts = [units.spatial_sq[:, None], units.temporal_sq[:, None]]
-    if units.pair_sq is not None:
-        parts.append(units.pair_sq.reshape(n, -1))
-    x = np.concatenate(parts, axis=1)
-
-    def metric(s):
-        """Metrics of resampled sums ``[B, columns]`` (0/0 gives NaN quietly)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return _profile_metrics(s, T, K1, predicted)
-
-    if n < 2:
-        est = metric(x.sum(axis=0, keepdims=True))[0]
-        return est, np.full_like(est, np.nan), np.full_like(est, np.nan)
-    ci = stats.bootstrap(x, metric, n_resamples=n_resamples, seed=seed, level=level)
-    return np.asarray(ci.estimate, float), np.asarray(ci.low, float), np.asarray(ci.high, float)
-
-
-def _weight_stats(w: pd.DataFrame, n_resamples: int, seed: int, level: float) -> Dict[str, float]:
-    """Weight temporal projection (with its interval over passes), cosine and sign-blind share.
-
-    Per backward pass the layer's parameters are pooled into one vector: ``ss = sum ||g_s||^2``,
-    ``tt = sum ||g_t||^2``, ``st = sum <g_s, g_t>`` with ``<g_s, g_t> = (||g||^2 - ||g_s||^2 -
-    ||g_t||^2) / 2`` per parameter (``g = g_s + g_t``, the ``total_norm`` column; the recorder's own
-    ``spatial_sq``, ``temporal_sq``, ``inner`` columns when the table has them); then
-    :func:`gradflow.stats.projections` per pass and the mean over passes.
-    """
-    out = dict.fromkeys(("weight_temporal_projection", "weight_temporal_projection_ci_low",
-                         "weight_temporal_projection_ci_high", "weight_cosine", "weight_temporal_share"),
-                        math.nan)
-    if {"spatial_sq", "temporal_sq", "inner"} <= set(w.columns):   # the recorder's inner products
-        ss, tt, st = (as_float(w[c]) for c in ("spatial_sq", "temporal_sq", "inner"))
-    else:
-        sn, tn, gn = (as_float(w[c]) for c in ("spatial_norm", "temporal_norm", "total_norm"))
-        ss, tt, st = sn ** 2, tn ** 2, (gn ** 2 - sn ** 2 - tn ** 2) / 2
-    ok = np.isfinite(ss) & np.isfinite(tt) & np.isfinite(st)
-    if not ok.any():
-        return out
-    d = pd.DataFrame({"step": as_float(w["step"])[ok], "ss": ss[ok], "tt": tt[ok], "st": st[ok]})
-    per_pass = d.groupby("step", sort=True)[["ss", "tt", "st"]].sum()
-    proj = stats.projections(per_pass["ss"].to_numpy(), per_pass["tt"].to_numpy(), per_pass["st"].to_numpy())
-    tproj = np.atleast_1d(np.asarray(proj.temporal_projection, float))
-    cos = np.atleast_1d(np.asarray(proj.cosine, float))
-    s_norm, t_norm = np.sqrt(per_pass["ss"].to_numpy()), np.sqrt(per_pass["tt"].to_numpy())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(s_norm + t_norm > 0, t_norm / (s_norm + t_norm), np.nan)
-    for name, v in (("weight_cosine", cos), ("weight_temporal_share", share)):
-        out[name] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
-    if np.isfinite(tproj).any():
-        ci = stats.bootstrap_mean(tproj, n_resamples=n_resamples, seed=seed, level=level)
-        out["weight_temporal_projection"] = float(ci.estimate)
-        if np.isfinite(tproj).sum() >= 2:
-            out["weight_temporal_projection_ci_low"] = float(ci.low)
-            out["weight_temporal_projection_ci_high"] = float(ci.high)
-    return out
 
 
 def _predicted(theory: Optional[pd.DataFrame], run: Optional[Hashable], layer: str) -> Optional[pd.DataFrame]:
@@ -287,65 +167,53 @@ def _mean(a: np.ndarray) -> float:
     return float(a.mean()) if a.size else math.nan
 
 
-def _samples_of(samples: Optional[Mapping], run: Optional[Hashable], layer: str):
-    """The per-sample sums of one layer: ``samples[layer]``, or ``samples[run][layer]`` in comparisons."""
-    if not samples:
+def _of(per_layer: Optional[Mapping], run: Optional[Hashable], layer: str):
+    """One layer's entry of ``{layer: ...}``, or of ``{run: {layer: ...}}`` in comparisons (None if absent)."""
+    if not per_layer:
         return None
-    if run is not None and layer not in samples and isinstance(samples.get(run), Mapping):
-        return samples[run].get(layer)
-    return samples.get(layer)
+    if run is not None and layer not in per_layer and isinstance(per_layer.get(run), Mapping):
+        return per_layer[run].get(layer)
+    return per_layer.get(layer)
 
 
-def _lags_profile(lags: Optional[pd.DataFrame]) -> Optional[np.ndarray]:
-    """Fallback profile without pair norms: the mean over passes of the ``relative`` column, by lag."""
-    if lags is None or lags.empty:
-        return None
-    lag, rel = as_float(lags["lag"]), finite_or_nan(lags["relative"])
-    ok = np.isfinite(lag) & (lag >= 0)
-    if not ok.any():
-        return None
-    prof = pd.Series(rel[ok]).groupby(lag[ok].astype(int)).mean()
-    out = np.full(int(prof.index.max()) + 1, np.nan)
-    out[prof.index.to_numpy()] = prof.to_numpy()
-    out[0] = 1.0
-    return out
+def _layer_T(ps: pd.DataFrame) -> int:
+    """Time steps of a layer: ``max t + 1``, or the ``T`` column when it says more."""
+    t = as_float(ps["t"])
+    T_col = as_float(ps["T"]) if "T" in ps.columns else np.array([])
+    return int(max(np.max(t[np.isfinite(t)]) + 1 if np.isfinite(t).any() else 0,
+                   np.max(T_col[np.isfinite(T_col)]) if np.isfinite(T_col).any() else 0))
 
 
-def _fit(profile: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
-    """``profile`` cut or NaN-padded to ``n`` lags (None stays None)."""
-    if profile is None or n == 0:
-        return None
-    out = np.full(n, np.nan)
-    out[:min(n, len(profile))] = profile[:n]
-    return out
+def _tau(ps: pd.DataFrame, layers: Optional[pd.DataFrame]) -> float:
+    """The layer's time constant: the mean of ``per_step.tau`` (PLIF: learned), else ``layers.tau``, else NaN."""
+    for d in (ps, layers):
+        if d is not None and not d.empty and "tau" in d.columns:
+            v = finite_or_nan(d["tau"])
+            if np.isfinite(v).any():
+                return float(np.nanmean(v))
+    return math.nan
 
 
-def _layer_metrics(units: _Units, predicted: Optional[np.ndarray], lags: Optional[pd.DataFrame],
-                   n_resamples: int, seed: int, level: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Estimate, low, high ``[4 + K+1]``: share, half-life, decay rate, theory error, ``relative_0..K``.
-
-    Without pair norms the profile falls back to the ``lags`` table (:func:`_lags_profile`), whose
-    metrics then have no interval.
-    """
-    K1 = units.pair_sq.shape[2] if units.pair_sq is not None else 0
-    est, low, high = _bootstrap_layer(units, _fit(predicted, K1), n_resamples, seed, level)
-    rel = _lags_profile(lags) if units.pair_sq is None else None
-    if rel is None:
-        return est, low, high
-    pred = _fit(predicted, len(rel))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        extra = [float(stats.half_life_many(rel)), float(stats.decay_rate_many(rel)),
-                 float(stats.theory_error(pred, rel)) if pred is not None and len(rel) > 1 else math.nan]
-    nan = np.full(len(extra) + len(rel), np.nan)
-    return (np.concatenate([est[:1], extra, rel]), np.concatenate([low[:1], nan]),
-            np.concatenate([high[:1], nan]))
+def _use_window(th: Optional[pd.DataFrame]) -> bool:
+    """Whether the theory's default prediction for this layer is the ``window`` model (or there is no table)."""
+    return th is None or "model" not in th.columns or bool((th["model"].astype(str) == "window").all())
 
 
-_NAMES = ("temporal_share", "half_life", "decay_rate", "theory_error")
+def _units(rows_of, run, layer: str, samples, transport, T: int, tau: float, window_ok: bool) -> Units:
+    """The layer's resampling units: its samples when given, else its backward passes; with the
+    ``window`` model's transport inputs attached when they are given and ``window_ok``."""
+    gamma = 1.0 - 1.0 / tau if np.isfinite(tau) and tau > 0 else None
+    tr = transport_units(_of(transport, run, layer), gamma) if window_ok else None
+    s = _of(samples, run, layer)
+    if s is not None and len(field(s, "spatial_sq")):
+        return units_from_samples(s, tr)
+    if tr is not None and tr.flat.shape[0] > 1:        # per-sample inputs, but passes as units: summed
+        tr = tr._replace(flat=tr.flat.sum(axis=0, keepdims=True))
+    return units_from_tables(rows_of("per_step"), rows_of("pairs"), T)._replace(transport=tr)
 
 
-def _one_layer(tables: Mapping[str, pd.DataFrame], run, layer: str, samples, theory, n_resamples: int,
-               seed: int, level: float) -> Tuple[dict, List[dict]]:
+def _one_layer(tables: Mapping[str, pd.DataFrame], run, layer: str, samples, transport, theory,
+               n_resamples: int, seed: int, level: float) -> Tuple[dict, List[dict]]:
     """The summary row and the profile rows of one (run,) layer."""
     def rows_of(name):
         """The rows of table ``name`` for this run and layer (None or empty stays so)."""
@@ -356,26 +224,21 @@ def _one_layer(tables: Mapping[str, pd.DataFrame], run, layer: str, samples, the
         return d[d["layer"] == layer]
 
     ps = rows_of("per_step")
-    t = as_float(ps["t"])
-    T_col = as_float(ps["T"]) if "T" in ps.columns else np.array([])
-    T = int(max(np.max(t[np.isfinite(t)]) + 1 if np.isfinite(t).any() else 0,
-                np.max(T_col[np.isfinite(T_col)]) if np.isfinite(T_col).any() else 0))
-    s = _samples_of(samples, run, layer)
-    if s is not None and len(_get(s, "spatial_sq")):
-        units = _units_from_samples(s)
-    else:
-        units = _units_from_tables(ps, rows_of("pairs"), T)
-    th = _predicted(theory, run, layer)
+    T, tau, th = _layer_T(ps), _tau(ps, rows_of("layers")), _predicted(theory, run, layer)
+    units = _units(rows_of, run, layer, samples, transport, T, tau, _use_window(th))
     predicted = _predicted_profile(th, 0)
-    est, low, high = _layer_metrics(units, predicted, rows_of("lags"), n_resamples, seed, level)
-    K1 = len(est) - len(_NAMES)
+    est, low, high = layer_metrics(units, predicted, rows_of("lags"), n_resamples=n_resamples, seed=seed,
+                                   level=level)
+    K1 = len(est) - len(NAMES)
+    if units.transport is not None and K1:
+        predicted = window_profile(units.transport, K1 - 1)
     row = {"layer": layer, "layer_index": float(np.nanmin(as_float(ps["layer_index"]))),
            "neuron": next((v.lower() for v in ps["neuron"] if isinstance(v, str)), None),
            "T": T, "samples": len(units.spatial_sq) if units.kind == "samples" else math.nan,
-           "steps": units.passes, "resampled": units.kind, "max_lag": K1 - 1 if K1 else math.nan}
-    for i, name in enumerate(_NAMES):
+           "steps": units.passes, "resampled": units.kind, "max_lag": K1 - 1 if K1 else math.nan, "tau": tau}
+    for i, name in enumerate(NAMES):
         row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est[i], low[i], high[i]
-    r1 = len(_NAMES) + 1
+    r1 = len(NAMES) + 1
     row["relative_1"], row["relative_1_ci_low"], row["relative_1_ci_high"] = \
         (est[r1], low[r1], high[r1]) if K1 > 1 else (math.nan,) * 3
     pred_ok = predicted is not None and np.isfinite(predicted).sum() > 1
@@ -384,12 +247,12 @@ def _one_layer(tables: Mapping[str, pd.DataFrame], run, layer: str, samples, the
     row.update(_activity(ps, T))
     w = rows_of("weights")
     if w is not None and not w.empty:
-        row.update(_weight_stats(w, n_resamples, seed, level))
+        row.update(weight_stats(w, n_resamples, seed, level))
     row.update(_theory_constants(th))
-    pred = _fit(predicted, K1)
+    pred = fit(predicted, K1)
     profile = [{"layer": layer, "layer_index": row["layer_index"], "neuron": row["neuron"], "lag": k,
-                "relative": est[len(_NAMES) + k], "relative_ci_low": low[len(_NAMES) + k],
-                "relative_ci_high": high[len(_NAMES) + k],
+                "relative": est[len(NAMES) + k], "relative_ci_low": low[len(NAMES) + k],
+                "relative_ci_high": high[len(NAMES) + k],
                 "predicted_relative": pred[k] if pred is not None else math.nan}
                for k in range(K1)]
     return row, profile
@@ -413,6 +276,7 @@ def layer_statistics(
     samples: Optional[Mapping] = None,
     *,
     theory: Optional[pd.DataFrame] = None,
+    transport: Optional[Mapping] = None,
     n_resamples: int = stats.DEFAULT_RESAMPLES,
     seed: int = 0,
     level: float = stats.DEFAULT_LEVEL,
@@ -426,6 +290,12 @@ def layer_statistics(
     "pair_sq": [n, T, K+1] or None, "step": [n], ...}}``), or ``{run: {layer: ...}}`` in comparisons;
     layers without samples fall back to backward passes as units. ``theory``: overrides
     ``tables["theory"]`` (its ``predicted_relative`` is the default model's prediction).
+    ``transport``: the ``window`` model's inputs per layer (``Recorder.transport_inputs()``: arrays
+    with a leading sample axis, resampled with the samples; or summed over samples, a fixed
+    prediction), ``{run: {layer: ...}}`` in comparisons; used where the theory's default model is
+    ``window`` (or there is no theory table), with the layer's ``tau`` from ``per_step`` or ``layers``.
+    They give ``theory_error`` an interval that includes the prediction's sampling noise, and the
+    columns ``one_step_survival``, ``in_window_before``, ``window_occupancy`` (docs/theory.md §6).
     ``n_resamples``, ``seed``, ``level``: the bootstrap (:func:`gradflow.stats.bootstrap`).
     """
     data = _prepare(tables)
@@ -438,7 +308,7 @@ def layer_statistics(
     if not per_step.empty:
         for run in ordered_runs(per_step):
             for layer in layer_order(select_run(per_step, run)):
-                row, prof = _one_layer(data, run, layer, samples, theory, n_resamples, seed, level)
+                row, prof = _one_layer(data, run, layer, samples, transport, theory, n_resamples, seed, level)
                 rows += [dict({RUN: run} if keys else {}, **row)]
                 profile += [dict({RUN: run} if keys else {}, **p) for p in prof]
     columns = keys + list(SUMMARY_COLUMNS)
@@ -461,16 +331,16 @@ def layer_statistics(
 
 
 def summarize(tables, samples: Optional[Mapping] = None, *, theory: Optional[pd.DataFrame] = None,
-              n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0,
+              transport: Optional[Mapping] = None, n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0,
               level: float = stats.DEFAULT_LEVEL) -> pd.DataFrame:
     """One row per (run,) layer: :data:`SUMMARY_COLUMNS` (``layer_statistics(...).summary``)."""
-    return layer_statistics(tables, samples, theory=theory, n_resamples=n_resamples, seed=seed,
-                            level=level).summary
+    return layer_statistics(tables, samples, theory=theory, transport=transport, n_resamples=n_resamples,
+                            seed=seed, level=level).summary
 
 
 def lag_profile(tables, samples: Optional[Mapping] = None, *, theory: Optional[pd.DataFrame] = None,
-                n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0,
+                transport: Optional[Mapping] = None, n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0,
                 level: float = stats.DEFAULT_LEVEL) -> pd.DataFrame:
     """One row per (run,) layer and lag: ``relative`` with its interval, ``predicted_relative``."""
-    return layer_statistics(tables, samples, theory=theory, n_resamples=n_resamples, seed=seed,
-                            level=level).profile
+    return layer_statistics(tables, samples, theory=theory, transport=transport, n_resamples=n_resamples,
+                            seed=seed, level=level).profile

@@ -26,10 +26,12 @@ temporal correlations kept).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -59,6 +61,7 @@ from .tables import format_cell, write_tables
 from .theory_plots import fmt_num, plot_eps_curves, plot_half_life_map, plot_lag_curves
 
 __all__ = [
+    "TheorySettings",
     "DEFAULT_TAUS",
     "FIGURE_NAMES",
     "NEURON_CHOICES",
@@ -94,6 +97,42 @@ def _check_tau(tau: float, name: str = "tau", arg: str = "tau") -> float:
         raise TheoryError(f"{name} must be greater than 1 (gamma = 1 - 1/tau must be positive), got {fmt_num(t, 6)}.",
                           arguments=(arg,))
     return t
+
+
+@dataclass(frozen=True)
+class TheorySettings:
+    """The options of the theory page, validated by :func:`theory_tables` / :func:`write_theory_report`.
+
+    ``tau``: the chosen membrane time constant (> 1), the one ``summary.json`` reports; ``taus``: the
+    tau values of the curves and the half-life map (default :data:`DEFAULT_TAUS`; ``tau`` is always
+    added). ``v_threshold``: theta. ``surrogate``, ``alpha``: the surrogate of the curves (alpha None:
+    its default); the map shows every surrogate, at its default alpha except the chosen one.
+    ``neuron``: ``lif``, ``clif`` or ``both``. ``reset``: ``soft`` or ``hard`` (LIF only; ``v_reset``
+    default 0); ``detach_reset``: stop the gradient through the spike in the reset. ``max_lag``: the
+    longest lag predicted (default ``T - 1``). ``T``, ``mean``, ``std``, ``n``, ``seed``: the simulated
+    layer, ``n`` neurons fed i.i.d. ``N(mean, std^2)`` currents for ``T`` steps.
+    """
+
+    tau: float = 2.0
+    taus: Optional[Sequence[float]] = None
+    v_threshold: float = 1.0
+    surrogate: str = "rectangle"
+    alpha: Optional[float] = None
+    neuron: str = "both"
+    reset: str = "soft"
+    v_reset: Optional[float] = None
+    detach_reset: bool = False
+    max_lag: Optional[int] = None
+    T: int = 8
+    mean: float = 0.5
+    std: float = 0.5
+    n: int = 20_000
+    seed: int = 0
+
+
+def _settings(settings: Optional[TheorySettings], options: Mapping) -> dict:
+    """``settings`` (default :class:`TheorySettings`) with ``options`` replacing its fields, validated."""
+    return _params(**dataclasses.asdict(dataclasses.replace(settings or TheorySettings(), **options)))
 
 
 def _params(
@@ -156,35 +195,15 @@ def _neuron_v_reset(p: dict, neuron: str) -> Optional[float]:
     return p["v_reset"] if neuron == "lif" else None
 
 
-def theory_tables(
-    *,
-    tau: float = 2.0,
-    taus: Optional[Sequence[float]] = None,
-    v_threshold: float = 1.0,
-    surrogate: str = "rectangle",
-    alpha: Optional[float] = None,
-    neuron: str = "both",
-    reset: str = "soft",
-    v_reset: Optional[float] = None,
-    detach_reset: bool = False,
-    max_lag: Optional[int] = None,
-    T: int = 8,
-    mean: float = 0.5,
-    std: float = 0.5,
-    n: int = 20_000,
-    seed: int = 0,
-) -> Dict[str, object]:
+def theory_tables(settings: Optional[TheorySettings] = None, **options) -> Dict[str, object]:
     """Compute the three tables of the report and the numbers of ``summary.json``; writes nothing.
 
-    Options as :func:`write_theory_report`. Returns ``{"eps_curves", "lag_curves", "half_lives"}``
-    DataFrames (columns in the module documentation) and ``"summary"``, a JSON-ready dict.
-    Raises :class:`gradflow.theory.TheoryError` (a :class:`~gradflow.errors.UsageError`) naming
-    the first bad option.
+    ``settings`` and ``options`` (fields of :class:`TheorySettings`) as :func:`write_theory_report`.
+    Returns ``{"eps_curves", "lag_curves", "half_lives"}`` DataFrames (columns in the module
+    documentation) and ``"summary"``, a JSON-ready dict. Raises :class:`gradflow.theory.TheoryError`
+    (a :class:`~gradflow.errors.UsageError`) naming the first bad option.
     """
-    p = _params(tau=tau, taus=taus, v_threshold=v_threshold, surrogate=surrogate, alpha=alpha, neuron=neuron,
-                reset=reset, v_reset=v_reset, detach_reset=detach_reset, max_lag=max_lag, T=T, mean=mean,
-                std=std, n=n, seed=seed)
-    return _compute(p)
+    return _compute(_settings(settings, options))
 
 
 def _compute(p: dict) -> Dict[str, object]:
@@ -452,36 +471,12 @@ def _write_into(tmp: Path, tables: Mapping[str, object], p: dict) -> None:
     write_json(tmp / "summary.json", summary)
 
 
-def write_theory_report(
-    out_dir: Union[str, os.PathLike],
-    *,
-    tau: float = 2.0,
-    taus: Optional[Sequence[float]] = None,
-    v_threshold: float = 1.0,
-    surrogate: str = "rectangle",
-    alpha: Optional[float] = None,
-    neuron: str = "both",
-    reset: str = "soft",
-    v_reset: Optional[float] = None,
-    detach_reset: bool = False,
-    max_lag: Optional[int] = None,
-    T: int = 8,
-    mean: float = 0.5,
-    std: float = 0.5,
-    n: int = 20_000,
-    seed: int = 0,
-    force: bool = False,
-) -> Dict[str, pd.DataFrame]:
+def write_theory_report(out_dir: Union[str, os.PathLike], settings: Optional[TheorySettings] = None, *,
+                        force: bool = False, **options) -> Dict[str, pd.DataFrame]:
     """Write the theory report directory (layout in the module documentation); returns its tables.
 
-    tau: the chosen membrane time constant (> 1), the one ``summary.json`` reports; taus: the tau
-    values of the curves and the half-life map (default :data:`DEFAULT_TAUS`; ``tau`` is always
-    added). v_threshold: theta. surrogate, alpha: the surrogate of the curves (alpha None: its
-    default); the map shows every surrogate, at its default alpha except the chosen one. neuron:
-    ``lif``, ``clif`` or ``both``. reset: ``soft`` or ``hard`` (LIF only; ``v_reset`` default 0);
-    detach_reset: stop the gradient through the spike in the reset. max_lag: the longest lag
-    predicted (default ``T - 1``). T, mean, std, n, seed: the simulated layer, ``n`` neurons fed
-    i.i.d. ``N(mean, std^2)`` currents for ``T`` steps.
+    ``settings``: a :class:`TheorySettings` (default: its defaults); ``options``: any of its fields,
+    replacing the value in ``settings`` (``write_theory_report(out, tau=3.0, neuron="lif")``).
 
     Everything is written into a temporary ``.<name>.tmp-XXXX`` beside ``out_dir`` and renamed
     into place when complete; on any error (also Ctrl-C, and SIGTERM from the main thread) the
@@ -493,9 +488,7 @@ def write_theory_report(
     Returns ``{"eps_curves", "lag_curves", "half_lives"}``, the DataFrames of the CSVs. The path
     written is ``Path(out_dir)``; ``summary.json`` there holds the summary.
     """
-    p = _params(tau=tau, taus=taus, v_threshold=v_threshold, surrogate=surrogate, alpha=alpha, neuron=neuron,
-                reset=reset, v_reset=v_reset, detach_reset=detach_reset, max_lag=max_lag, T=T, mean=mean,
-                std=std, n=n, seed=seed)
+    p = _settings(settings, options)
     page.check_output(out_dir, force)   # refuse early, before computing anything
     tables = _compute(p)
     with report_directory(out_dir, force=force) as tmp:

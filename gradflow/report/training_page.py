@@ -42,7 +42,7 @@ from .. import __version__, stats, theory
 from ..errors import DataError
 from ..watch.store import WatchedRun, read_run
 from . import page
-from .findings import format_interval, separation
+from .display import format_interval, separation
 from .page import FigureSpec, figure_html, html_page, html_table, report_directory, write_json
 from .tables import to_markdown
 from .training_plots import plot_activity_over_steps, plot_over_steps, plot_relative_heatmap_grid
