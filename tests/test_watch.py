@@ -346,3 +346,39 @@ def test_gradflow_watch_is_callable_after_importing_the_module():
     w = gradflow.watch(_net(), every=5)
     assert isinstance(w, gw.Watch)
     w.close()
+
+
+def test_documented_columns_first_and_train_step_last(tmp_path):
+    from gradflow import schema
+    net = _net()
+    with gw.watch(net, every=1, out=tmp_path, n_resamples=10):
+        losses.ce_over_time(net(X), Y).backward()
+    t = read_run(tmp_path).tables
+    for name, cols in (("per_step", schema.PER_STEP_COLUMNS), ("lags", schema.LAGS_COLUMNS),
+                       ("weights", schema.WEIGHTS_COLUMNS)):
+        assert tuple(t[name].columns[:len(cols)]) == tuple(cols), name
+        assert t[name].columns[-1] == "train_step", name
+    assert tuple(t["summary"].columns) == gw.SUMMARY_COLUMNS
+
+
+def test_transport_inputs_are_stored_summed_over_samples(tmp_path, monkeypatch):
+    """When the recorder collects the window model's inputs, each step stores their sums per layer."""
+    seen = {}
+
+    def fake_inputs(rec):
+        out = {}
+        for layer in ("sn1", "sn2"):
+            a = np.arange(12.0).reshape(3, 2, 2) + len(seen)     # [n samples, ...]
+            out[layer] = {"count": a, "zone_edges": np.array([-2.0, -1.0, 0.0, 1.0, 2.0])}
+        seen[len(seen)] = out
+        return out
+
+    monkeypatch.setattr(gradflow.recorder.Recorder, "transport_inputs", fake_inputs, raising=False)
+    net = _net()
+    with gw.watch(net, every=2, out=tmp_path, n_resamples=10):
+        _train(net, 3)
+    tr = read_run(tmp_path).tables["transport"]
+    assert tr.train_step.tolist() == [0, 0, 2, 2] and tr.layer.tolist() == ["sn1", "sn2"] * 2
+    first = json.loads(tr.inputs.iloc[0])
+    np.testing.assert_array_equal(first["count"], seen[0]["sn1"]["count"].sum(axis=0))
+    assert first["zone_edges"] == [-2.0, -1.0, 0.0, 1.0, 2.0]

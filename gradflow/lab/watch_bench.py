@@ -170,7 +170,8 @@ def watch_bench(
     rows = []
     for name, options in models:
         t_step, t_rec = _probe(name, options, neuron, probe_steps)
-        est = 100 * (n_rec * (t_rec - t_step) + (steps - n_rec) * hook * 1e-6) / (steps * t_step)
+        # a negative hook time is timing noise around zero: it may not lower the estimate
+        est = 100 * (n_rec * (t_rec - t_step) + (steps - n_rec) * max(hook, 0.0) * 1e-6) / (steps * t_step)
         row = dict(model=name, neuron=neuron, T=int(options["T"]), batch=int(options["batch"]), steps=steps,
                    every=every, recorded=n_rec, step_ms=1e3 * t_step, recorded_step_ms=1e3 * t_rec, hook_us=hook,
                    estimated_overhead_pct=est, direct_plain_s=math.nan, direct_watched_s=math.nan,

@@ -29,7 +29,8 @@ appended to ``out``. The recorded step itself costs what :func:`gradflow.record`
 
 * ``per_step.csv``, ``lags.csv``, ``weights.csv`` (``weights=True``), ``pairs.csv`` (``pairs=True``),
   ``layers.csv``: the recorder's tables, with ``step`` the recorded backward pass (0, 1, ... over
-  the whole run) and an extra column ``train_step``;
+  the whole run) and an extra last column ``train_step``; ``transport.csv``: the theory's window-model
+  inputs of each step (when the recorder collects them, ``Recorder.transport_inputs()``);
 * ``summary.csv``: one row per (recorded step, layer) with 95% bootstrap intervals over the step's
   samples (:func:`step_summary`, :data:`SUMMARY_COLUMNS`);
 * ``watch.json``: the state (next step, passes recorded, committed size of every table).

@@ -5,6 +5,7 @@ Layout of ``DIR`` (written by :class:`gradflow.watch.Watch`, read by :func:`read
 
     DIR/watch.json      state: format, settings, next train_step, passes recorded, committed bytes per table
     DIR/per_step.csv  DIR/lags.csv  DIR/weights.csv  DIR/pairs.csv  DIR/layers.csv  DIR/summary.csv
+    DIR/transport.csv   the theory's window-model inputs per (step, layer), as JSON (when the recorder has them)
 
 **Commit protocol.** A recorded step appends one block of rows to each table, each block in one
 ``write`` to a file opened for appending, then replaces ``watch.json`` atomically (write a temporary
@@ -48,7 +49,7 @@ __all__ = ["FORMAT", "TABLE_NAMES", "RunStore", "WatchedRun", "read_run"]
 FORMAT = 1
 
 #: Tables a watched run may hold, in the order they are written for each recorded step.
-TABLE_NAMES = ("per_step", "lags", "weights", "pairs", "layers", "summary")
+TABLE_NAMES = ("per_step", "lags", "weights", "pairs", "layers", "transport", "summary")
 
 STATE_FILE = "watch.json"
 

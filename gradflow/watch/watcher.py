@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import warnings
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -71,6 +73,20 @@ class _EagerStance:
 
 
 _EAGER = _EagerStance()
+
+
+def _transport_rows(rec, step: int) -> Optional[pd.DataFrame]:
+    """The window model's inputs of this step (``Recorder.transport_inputs()``, per-sample arrays summed
+    over samples; ``zone_edges`` kept as is) as rows ``layer, inputs (JSON), train_step``; None when the
+    recorder does not collect them."""
+    if not hasattr(rec, "transport_inputs"):
+        return None
+    rows = []
+    for layer, inputs in rec.transport_inputs().items():
+        summed = {k: (np.asarray(v) if k == "zone_edges" else np.asarray(v).sum(axis=0)).tolist()
+                  for k, v in inputs.items()}
+        rows.append({"layer": layer, "inputs": json.dumps(summed), "train_step": step})
+    return pd.DataFrame(rows, columns=["layer", "inputs", "train_step"])
 
 
 class Watch:
@@ -285,10 +301,13 @@ class Watch:
         for df in tables.values():
             if "step" in df.columns:
                 df["step"] = df["step"] + self.passes
-            df.insert(0, "train_step", step)
+            df["train_step"] = step          # an extra column: after the documented ones
         summary = step_summary(tables, samples, n_resamples=self.n_resamples, seed=self.seed)
         if not self.write_pairs:
             tables.pop("pairs", None)
+        transport = _transport_rows(rec, step)
+        if transport is not None:
+            tables["transport"] = transport
         self.passes += rec.steps
         tables["summary"] = summary
         self._store.append(tables, passes=self.passes, next_step=max(step + 1, self._next_step()))
