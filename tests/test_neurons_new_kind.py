@@ -37,7 +37,7 @@ class ResetAfterLeakKind(LIFKind):
     def input_gain(self, p, k=None):
         return 1.0
 
-    def jacobian(self, u, prev=None, p=NeuronParams(), k=None):
+    def jacobian(self, u, prev=None, p=NeuronParams(), k=None, ws=None):  # may ignore the workspace
         k = p.inv_tau if k is None else k
         sg, theta_sg = surrogate_window(u, p)
         vu = torch.full_like(u, 1.0 - k) if p.detach_reset else (1.0 - k) - theta_sg

@@ -21,8 +21,9 @@ By linearity ``sum_{t' >= t} pair[t, t'] = delta[t]`` and ``pair[t, t] = P[t]``.
 >>> from gradflow.neurons.params import NeuronParams
 >>> u = torch.tensor([[1.2], [0.3], [1.05]]); p = NeuronParams(tau=2.0)
 >>> jac = LIF_KIND.jacobian(u, None, p)                       # sg = [1, 0, 1] (rectangle, alpha 1)
->>> temporal_from_delta(LIF_KIND, jac, torch.tensor([[1.0], [0.5], [1.0]]), ())[:, 0].tolist()
-[0.0, 0.5, 0.0]
+>>> temporal = temporal_from_delta(LIF_KIND, lambda t: jacobian_at(jac, t), torch.tensor([[1.0], [0.5], [1.0]]), ())
+>>> [None if z is None else z.tolist() for z in temporal]     # vu = 1 - sg: [0, 1, 0]
+[[0.0], [0.5], None]
 """
 
 from __future__ import annotations
@@ -56,80 +57,91 @@ def sweep(
     P_at: Optional[Callable[[int, tuple], torch.Tensor]] = None,
     delta: Optional[torch.Tensor] = None,
     out: Optional[torch.Tensor] = None,
+    ws: Optional[dict] = None,
+    carry_bufs: Optional[Sequence[Sequence[torch.Tensor]]] = None,
 ) -> Iterator[Tuple[int, tuple, AdjointStep]]:
     """Run the adjoint from ``t = T-1`` down to 0; yields ``(t, jacobian at t, AdjointStep)``.
 
     ``jac_at(t)``: the kind's Jacobian at step t; ``P_at(t, jac)``: the spatial part ``P[t]``
     (``delta = P + temporal``), or ``delta`` ``[T, N, ...]``: a recorded ``dL/du`` (the temporal part is
-    then computed from it). ``out`` ``[T, N, ...]`` receives ``P + temporal`` where both exist.
+    then computed from it). ``out`` ``[T, N, ...]`` receives ``P + temporal`` where both exist. With a
+    workspace ``ws`` and two preallocated carries ``carry_bufs`` (each one tensor per state field) no
+    step allocates; the yielded tensors are then valid until the next step.
     """
     cut = frozenset(cut)
     G = None
-    for t in range(T - 1, -1, -1):
+    for i, t in enumerate(range(T - 1, -1, -1)):
         jac = jac_at(t)
         step = kind.back(
             jac, G,
             P=None if P_at is None else P_at(t, jac),
             delta=None if delta is None else delta[t],
             out=None if out is None else out[t],
+            carry_out=None if carry_bufs is None else carry_bufs[i % 2],
+            ws=ws,
         )
         yield t, jac, step
         G = None if (t == 0 or t in cut) else step.carry
 
 
-def temporal_from_delta(kind: NeuronKind, jac: tuple, delta: torch.Tensor, cut: Sequence[int]) -> torch.Tensor:
-    """``temporal[t]`` ``[T, N, ...]`` from a recorded ``delta = dL/du`` and the Jacobian of all steps.
+def temporal_from_delta(
+    kind: NeuronKind,
+    jac_at: Callable[[int], tuple],
+    delta: Sequence[torch.Tensor],
+    cut: Sequence[int],
+) -> List[Optional[torch.Tensor]]:
+    """``temporal[t]`` for ``t = 0..T-1`` from a recorded ``delta = dL/du`` (a ``[T, N, ...]`` tensor or a
+    list of T step tensors) and the kind's Jacobian at each step (``jac_at(t)``).
 
-    ``temporal[T-1] = 0``, and ``temporal[t-1] = 0`` for every ``t`` in ``cut``. Entries the Jacobian
-    cuts come out exactly 0. A kind without memory at fixed ``u`` (``D = 0``: LIF) needs no sequential
-    loop: ``G[t] = a * delta[t+1]`` for all ``t`` at once.
+    None stands for an exact 0: at ``t = T-1`` and at ``t - 1`` for every ``t`` in ``cut``. Entries the
+    Jacobian cuts come out exactly 0.
     """
-    T = delta.shape[0]
-    out = torch.zeros_like(delta)
-    if T < 2:
-        return out
-    if not kind.carry_needs_state:  # D = 0: G[t] depends on delta[t+1] only
-        G = kind.back(jacobian_at(jac, slice(1, T)), None, delta=delta[1:]).carry
-        step = kind.back(jacobian_at(jac, slice(0, T - 1)), G, delta=delta[:-1])
-        out[:-1] = step.temporal
-        for t in cut:
-            out[t - 1] = 0.0
-        return out
-    for t, _, step in sweep(kind, lambda i: jacobian_at(jac, i), T, cut, delta=delta):
-        if step.temporal is not None:
-            out[t] = step.temporal
+    T = len(delta)
+    out: List[Optional[torch.Tensor]] = [None] * T
+    for t, _, step in sweep(kind, jac_at, T, cut, delta=delta):
+        out[t] = step.temporal
     return out
 
 
 def pair_transport(
     kind: NeuronKind,
-    jac: tuple,
-    P: torch.Tensor,
+    jac_at: Callable[[int], tuple],
+    P: Sequence[torch.Tensor],
     cut: Sequence[int],
     K: int,
     reduce: Callable[[int, torch.Tensor], None],
     collect: Optional[List[Optional[torch.Tensor]]] = None,
 ) -> None:
-    """Carry every source ``P[t']`` back through the state; ``reduce(t, rows)`` with ``rows[j] = pair[t, t+j]``.
+    """Carry every source ``P[t']`` back through the state, all live sources at once.
 
-    ``P`` ``[T, N, ...]``, ``jac`` the Jacobian of all steps, ``K`` the largest lag kept (sources further
-    than ``K`` steps are dropped). ``rows`` is ``[j + 1, N, ...]`` with ``j = min(K, T-1-t)``, fewer after a
-    cut (the missing pairs are 0). With ``collect`` (a list of length T), ``collect[t] = rows``.
+    ``P``: ``[T, N, ...]`` (or a list of T steps); ``K``: the largest lag kept (sources further than K
+    steps are dropped). For each ``t`` (from ``T-1`` down) calls ``reduce(t, rows)`` with
+    ``rows[j] = pair[t, t+1+j]`` (lags ``1..j_max``, ``j_max = min(K, T-1-t)``; fewer after a cut, the
+    missing pairs are 0; possibly 0 rows) - lag 0 is ``P[t]`` itself. With ``collect`` (a list of
+    length T), ``collect[t]`` is ``[P[t], rows...]`` stacked. The carries live in two preallocated
+    buffers of ``K`` rows per state field.
     """
     cut = frozenset(cut)
-    T = P.shape[0]
-    G = None  # carry of the live sources t+1 .. t+K (leading dim), a tuple like the state
+    T = len(P)
+    if T == 0:
+        return
+    fields = len(kind.State._fields)
+    shape = (K + 1,) + tuple(P[0].shape)
+    bufs = [tuple(P[0].new_empty(shape) for _ in range(fields)) for _ in range(2)]
+    live, cur = 0, 0  # rows 0..live-1 of bufs[cur]: the carry of the sources t+1 .. t+live
     for t in range(T - 1, -1, -1):
-        jt = jacobian_at(jac, t)
-        src = kind.back(jt, None, P=P[t])  # the new source at lag 0
-        if G is None:
-            rows = P[t].unsqueeze(0)
-            carry = tuple(c.unsqueeze(0) for c in src.carry)
+        jt = jac_at(t)
+        nxt = 1 - cur
+        if live:
+            G = tuple(b[:live] for b in bufs[cur])
+            rows = kind.back(jt, G, carry_out=tuple(b[1:1 + live] for b in bufs[nxt])).delta  # pair[t, t+1 ..]
         else:
-            old = kind.back(jt, G)  # temporal = delta = pair[t, t+1 ..]
-            rows = torch.cat([P[t].unsqueeze(0), old.delta])
-            carry = tuple(torch.cat([a.unsqueeze(0), b]) for a, b in zip(src.carry, old.carry))
+            rows = P[t].new_empty((0,) + tuple(P[t].shape))
         reduce(t, rows)
         if collect is not None:
-            collect[t] = rows
-        G = None if (t == 0 or t in cut or K == 0) else tuple(c[:K] for c in carry)
+            collect[t] = torch.cat([P[t].unsqueeze(0), rows])
+        if t == 0 or t in cut or K == 0:
+            live = 0
+            continue
+        kind.back(jt, None, P=P[t], carry_out=tuple(b[0] for b in bufs[nxt]))  # the new source, lag 0
+        live, cur = min(live, K - 1) + 1, nxt  # sources more than K steps away are dropped

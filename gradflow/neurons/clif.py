@@ -3,8 +3,8 @@
 State ``(v, m)``: the potential after reset and the complementary potential. After the shared charge
 and fire (:mod:`gradflow.neurons.params`), with ``k = 1/tau``::
 
-    m[t] = m[t-1] * sigmoid(k u[t]) + s[t]
-    v[t] = u[t] - s[t] * (theta + sigmoid(m[t]))        (s detached here with detach_reset)
+    m[t] = s[t] + m[t-1] * sigmoid(k u[t])             (one addcmul)
+    v[t] = u[t] - s[t] * (sigmoid(m[t]) + theta)        (one addcmul; s detached here with detach_reset)
 
 Soft reset only. With ``m_grad=False`` (an ablation) ``m`` is computed as above but detached: no
 gradient flows through it (``mu = vm = mm = 0``, ``vu = 1 - sg theta_r``). Jacobian, with ``q = sigmoid(k u)``, ``r = sigmoid(m[t])``, ``s_dr = s r (1 - r)``,
@@ -37,14 +37,18 @@ from typing import NamedTuple, Optional, Sequence, Union
 import torch
 
 from .chunks import chunk_slices
-from .kind import AdjointStep, FusedForward, NeuronKind, register_kind
+from .kind import AdjointStep, FusedForward, NeuronKind, buf, delta_from, register_kind
 from .lif import _charge_into, _fire_into
 from .params import NeuronParams, Scalar
 from ..surrogate import surrogate_grad
 
 __all__ = ["CLIFState", "CLIFJacobian", "CLIFKind", "CLIF_KIND", "clif_fire_reset", "clif_step"]
 
-_sigmoid_backward = torch.ops.aten.sigmoid_backward  # sigmoid_backward(g, y) = g * (1 - y) * y
+def _sigmoid_backward(g: torch.Tensor, y: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``g * (1 - y) * y`` in one pass (into ``out`` when given)."""
+    if out is None:
+        return torch.ops.aten.sigmoid_backward(g, y)
+    return torch.ops.aten.sigmoid_backward(g, y, grad_input=out)
 
 
 class CLIFState(NamedTuple):
@@ -74,13 +78,13 @@ def clif_fire_reset(u: torch.Tensor, state: CLIFState, p: NeuronParams, inv_tau:
     """
     k = p.inv_tau if inv_tau is None else inv_tau
     s = CLIF_KIND.fire(u, p)
-    # complementary potential
-    m = state.m * torch.sigmoid(u * k) + s
+    # complementary potential m = s + m[t-1] sigmoid(k u) (one addcmul, as the fused loop)
+    m = torch.addcmul(s, state.m, torch.sigmoid(u * k))
     if not p.m_grad:
         m = m.detach()
-    # reset
+    # reset v = u - s (sigmoid(m) + theta)
     sr = s.detach() if p.detach_reset else s
-    v = u - sr * (p.v_threshold + torch.sigmoid(m))
+    v = torch.addcmul(u, sr, torch.sigmoid(m) + p.v_threshold, value=-1.0)
     return s, CLIFState(v, m)
 
 
@@ -102,31 +106,41 @@ class CLIFKind(NeuronKind):
         return clif_fire_reset(u, state, p, k)
 
     # ------------------------------------------------------------------ Jacobian
-    def _jacobian(self, u, m_prev, m, p, k, q=None) -> CLIFJacobian:
-        """The Jacobian from ``u``, ``m[t-1]`` (None = 0) and optionally ``m[t]`` and ``q`` (recomputed if None)."""
+    def _jacobian(self, u, m_prev, m, p, k, q=None, ws=None) -> CLIFJacobian:
+        """The Jacobian from ``u``, ``m[t-1]`` (None = 0) and optionally ``m[t]`` and ``q`` (recomputed if
+        None); ``ws`` a workspace (:func:`~.kind.buf`)."""
         k = k.detach() if isinstance(k, torch.Tensor) else (p.inv_tau if k is None else k)
-        sg = surrogate_grad(u - p.v_threshold, p.surrogate)
-        s = _fire_into(torch.empty_like(u), u, p)
+        theta = p.v_threshold
+        d = torch.sub(u, theta, out=buf(ws, "d", u))
+        s = _fire_into(buf(ws, "s", u) if ws is not None else torch.empty_like(u), u, p)
+        if p.surrogate.name == "rectangle":  # sg from d in place: |u - theta| <= alpha/2, over alpha
+            sg = torch.le(d.abs_(), p.surrogate.alpha / 2, out=d)
+            if p.surrogate.alpha != 1.0:
+                sg.mul_(1.0 / p.surrogate.alpha)
+        else:
+            sg = surrogate_grad(d, p.surrogate)
         if q is None:
-            q = torch.mul(u, k).sigmoid_()
+            q = torch.mul(u, k, out=buf(ws, "q", u)).sigmoid_()
         if m is None:
-            m = s if m_prev is None else torch.mul(m_prev, q).add_(s)
-        r = torch.sigmoid(m)
-        s_dr = _sigmoid_backward(s, r)
-        theta_r = None if p.detach_reset else r.add_(p.v_threshold)
+            m = s if m_prev is None else torch.addcmul(s, m_prev, q, out=buf(ws, "m", u))
+        r = torch.sigmoid(m, out=buf(ws, "r", u))
+        s_dr = _sigmoid_backward(s, r, buf(ws, "s_dr", u))
+        theta_r = None if p.detach_reset else r.add_(theta)
+        a = self.charge_gain(p, k)
         if not p.m_grad:  # m is a constant: s_dr = q = 0 and kB = -sg, so that mu = sg + kB = 0
             zero = torch.zeros_like(u)
-            return CLIFJacobian(sg, zero, theta_r, -sg, zero, self.charge_gain(p, k))
+            return CLIFJacobian(sg, zero, theta_r, -sg, zero, a)
+        kB = buf(ws, "kB", u)
         if m_prev is None:
-            kB = torch.zeros_like(u)
+            kB = torch.zeros_like(u) if kB is None else kB.zero_()
         else:
-            kB = _sigmoid_backward(m_prev, q).mul_(k)
-        return CLIFJacobian(sg, s_dr, theta_r, kB, q, self.charge_gain(p, k))
+            kB = _sigmoid_backward(m_prev, q, kB).mul_(k)
+        return CLIFJacobian(sg, s_dr, theta_r, kB, q, a)
 
     def jacobian(self, u: torch.Tensor, prev: Optional[CLIFState], p: NeuronParams = NeuronParams(),
-                 k: Optional[Scalar] = None) -> CLIFJacobian:
+                 k: Optional[Scalar] = None, ws: Optional[dict] = None) -> CLIFJacobian:
         """``CLIFJacobian`` at ``u`` and the states ``prev`` before the step (``prev.m`` is ``m[t-1]``)."""
-        return self._jacobian(u, None if prev is None else prev.m, None, p, k)
+        return self._jacobian(u, None if prev is None else prev.m, None, p, k, ws=ws)
 
     def dense(self, jac: CLIFJacobian):
         mu = jac.sg + jac.kB
@@ -136,60 +150,63 @@ class CLIFKind(NeuronKind):
         return {"vu": vu, "mu": mu, "vm": -jac.s_dr * jac.q, "mm": jac.q}
 
     # ------------------------------------------------------------------ adjoint
-    def back(self, jac: CLIFJacobian, G, P=None, delta=None, out=None) -> AdjointStep:
+    def back(self, jac: CLIFJacobian, G, P=None, delta=None, out=None, carry_out=None, ws=None) -> AdjointStep:
         temporal = None
         c = None
         if G is not None:
             gv, gm = G
-            c = gm - jac.s_dr * gv
-            e = c if jac.theta_r is None else c - jac.theta_r * gv
-            temporal = gv + jac.sg * e
-            temporal = temporal.addcmul_(jac.kB, c)
+            c = torch.addcmul(gm, jac.s_dr, gv, value=-1.0, out=buf(ws, "c", gv))  # c = Gm - s_dr Gv
+            e = c if jac.theta_r is None else torch.addcmul(c, jac.theta_r, gv, value=-1.0, out=buf(ws, "e", gv))
+            temporal = torch.addcmul(gv, jac.sg, e, out=buf(ws, "temporal", gv))  # Gv + sg e + kB c
+            temporal.addcmul_(jac.kB, c)
         if delta is None:
-            if temporal is None:
-                delta = torch.zeros_like(jac.sg) if P is None else P
-            elif P is None:
-                delta = temporal
-            else:
-                delta = torch.add(P, temporal, out=out) if out is not None else P + temporal
-        gm_prev = torch.zeros_like(delta) if c is None else jac.q * c
-        return AdjointStep(temporal, delta, (delta * jac.a, gm_prev))
+            delta = delta_from(P, temporal, jac.sg, out)
+        if carry_out is None:
+            gv_prev = delta * jac.a
+            gm_prev = torch.zeros_like(delta) if c is None else jac.q * c
+        else:
+            gv_prev = torch.mul(delta, jac.a, out=carry_out[0])
+            gm_prev = carry_out[1].zero_() if c is None else torch.mul(jac.q, c, out=carry_out[1])
+        return AdjointStep(temporal, delta, (gv_prev, gm_prev))
 
     # ------------------------------------------------------------------ fused backend
     def fused_forward(self, x: torch.Tensor, k: Scalar, p: NeuronParams, want_states: bool) -> FusedForward:
-        """Saves ``u`` and ``m`` ``[T, N, ...]`` (``m[t]`` after step t); ``prev`` with ``want_states``."""
+        """Saves ``u``, ``m`` (``m[t]`` after step t) and ``q = sigmoid(k u)``, each ``[T, N, ...]`` (so the
+        backward needs one sigmoid per step, not two); ``prev`` with ``want_states``."""
         if isinstance(k, torch.Tensor):
             k = float(k)
         T = x.shape[0]
         flat = x.reshape(T, -1)
         u_all = torch.empty_like(flat, memory_format=torch.contiguous_format)
-        spikes, m_all = torch.empty_like(u_all), torch.empty_like(u_all)
+        spikes, m_all, q_all = torch.empty_like(u_all), torch.empty_like(u_all), torch.empty_like(u_all)
         v_prev = torch.empty_like(u_all) if want_states else None
         m_prev_all = torch.empty_like(u_all) if want_states else None
         theta = p.v_threshold
         for sl in chunk_slices(flat):
             n = sl.stop - sl.start
             v, m = flat.new_zeros((n,)), flat.new_zeros((n,))
-            q, vbuf, tmp = (torch.empty_like(v) for _ in range(3))
+            vbuf, tmp = torch.empty_like(v), torch.empty_like(v)
             for t in range(T):
                 if v_prev is not None:
                     v_prev[t, sl].copy_(v)
                     m_prev_all[t, sl].copy_(m)
                 u = _charge_into(u_all[t, sl], flat[t, sl], v, k, p, tmp)
                 s = _fire_into(spikes[t, sl], u, p)
-                # complementary potential m = m[t-1] sigmoid(u k) + s (mul, then add, as clif_fire_reset)
-                torch.mul(u, k, out=q).sigmoid_()
-                m = torch.mul(m, q, out=m_all[t, sl]).add_(s)
-                # reset v = u - s (theta + sigmoid(m)): + and * commute, so the same bits
-                r = torch.sigmoid(m, out=tmp).add_(theta).mul_(s)
-                v = torch.sub(u, r, out=vbuf)
+                # complementary potential m = s + m[t-1] sigmoid(u k) (the ops of clif_fire_reset)
+                q = torch.mul(u, k, out=q_all[t, sl]).sigmoid_()
+                m = torch.addcmul(s, m, q, out=m_all[t, sl])
+                # reset v = u - s (sigmoid(m) + theta)
+                r = torch.sigmoid(m, out=tmp).add_(theta)
+                v = torch.addcmul(u, s, r, value=-1.0, out=vbuf)
         shape = x.shape
         prev = None if v_prev is None else CLIFState(v_prev.view(shape), m_prev_all.view(shape))
-        return FusedForward(spikes.view(shape), (u_all.view(shape), m_all.view(shape)), u_all.view(shape), prev)
+        saved = (u_all.view(shape), m_all.view(shape), q_all.view(shape))
+        return FusedForward(spikes.view(shape), saved, u_all.view(shape), prev)
 
-    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar) -> CLIFJacobian:
-        u_all, m_all = saved
-        return self._jacobian(u_all[t], m_all[t - 1] if t > 0 else None, m_all[t], p, k)
+    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar,
+                       ws: Optional[dict] = None) -> CLIFJacobian:
+        u_all, m_all, q_all = saved
+        return self._jacobian(u_all[t], m_all[t - 1] if t > 0 else None, m_all[t], p, k, q=q_all[t], ws=ws)
 
 
 CLIF_KIND = register_kind(CLIFKind())

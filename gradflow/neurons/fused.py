@@ -18,8 +18,9 @@ differentiable again (no double backward).
 A *tap* (a list, possibly empty when the function is called and filled later) lets an observer (the
 recorder) see the decomposition without hooks: after the backward has computed everything it calls each
 ``fn`` in it as ``fn(g_out, P, temporal, delta)`` (device tensors ``[T, N, ...]``, no host sync). With
-a tap attached the backward computes ``delta = P + temporal`` exactly as without, so a tap never changes
-a gradient bit.
+a tap attached the backward computes ``delta = temporal + g_out * sg`` exactly as without (``P`` is
+written for the tap separately), so a tap never changes a gradient bit; ``P + temporal`` equals
+``delta`` to rounding.
 
 >>> import torch
 >>> from gradflow.neurons.params import NeuronParams
@@ -90,14 +91,22 @@ class FusedNeuron(torch.autograd.Function):
         P_all = torch.empty_like(delta) if keep else None
         temp_all = torch.zeros_like(delta) if keep else None
         grad_k = torch.zeros((), dtype=torch.float64, device=delta.device) if need_k else None
+        fields = len(kind.State._fields)
         for sl in chunk_slices(delta):
             block = [f[:, sl] for f in flat]
             d_block = delta[:, sl]
+            ws: dict = {}  # one set of cache-resident buffers for every step of this block
+            carry = [tuple(torch.empty_like(d_block[0]) for _ in range(fields)) for _ in range(2)]
 
             def P_at(t, jac, sl=sl):
-                return torch.mul(g2[t, sl], jac.sg, out=P_all[t, sl]) if keep else g2[t, sl] * jac.sg
+                # delta = temporal + g_out sg in one addcmul (P is not materialised for the gradient), the
+                # same with or without a tap: a tap gets P written separately and changes no gradient bit
+                if keep:
+                    torch.mul(g2[t, sl], jac.sg, out=P_all[t, sl])
+                return (g2[t, sl], jac.sg)
 
-            steps = sweep(kind, lambda t, b=block: kind.fused_jacobian(b, t, p, k), T, cut, P_at=P_at, out=d_block)
+            steps = sweep(kind, lambda t, b=block, ws=ws: kind.fused_jacobian(b, t, p, k, ws), T, cut, P_at=P_at,
+                          out=d_block, ws=ws, carry_bufs=carry)
             for t, _, step in steps:
                 if step.delta.data_ptr() != d_block[t].data_ptr():
                     d_block[t].copy_(step.delta)  # no temporal part (last step, or a cut): delta = P

@@ -42,7 +42,37 @@ import torch
 from ..errors import UsageError
 from .params import NeuronParams, Scalar, charge, charge_gain, fire, input_gain
 
-__all__ = ["NeuronKind", "AdjointStep", "FusedForward", "KINDS", "register_kind", "get_kind", "jacobian_at"]
+__all__ = ["NeuronKind", "AdjointStep", "FusedForward", "KINDS", "register_kind", "get_kind", "jacobian_at", "buf",
+           "delta_from"]
+
+
+def delta_from(P, temporal: Optional[torch.Tensor], like: torch.Tensor,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``delta = P + temporal`` for an adjoint step. ``P`` is a tensor, None (0: pair transport), or a
+    pair ``(g_out, sg)`` meaning ``P = g_out * sg`` (then one ``addcmul`` instead of two passes);
+    ``temporal`` None is 0; ``out`` receives the sum when both parts exist (or the product)."""
+    if isinstance(P, tuple):
+        g, sg = P
+        if temporal is None:
+            return torch.mul(g, sg, out=out)
+        return torch.addcmul(temporal, g, sg, out=out)
+    if temporal is None:
+        return torch.zeros_like(like) if P is None else P
+    if P is None:
+        return temporal
+    return torch.add(P, temporal, out=out) if out is not None else P + temporal
+
+
+def buf(ws: Optional[dict], name: str, like: torch.Tensor) -> Optional[torch.Tensor]:
+    """The workspace tensor ``name`` shaped like ``like`` (created on first use), or None without a
+    workspace. A workspace (a dict) lets the fused backward run every step in the same few
+    cache-resident buffers; results written there are valid until the next call that uses ``ws``."""
+    if ws is None:
+        return None
+    t = ws.get(name)
+    if t is None or t.shape != like.shape or t.dtype != like.dtype:
+        t = ws[name] = torch.empty_like(like, memory_format=torch.contiguous_format)
+    return t
 
 
 class AdjointStep(NamedTuple):
@@ -131,11 +161,13 @@ class NeuronKind:
         """``du[t]/dx[t]`` (1, or ``1/tau`` with ``decay_input``)."""
         return input_gain(p, k)
 
-    def jacobian(self, u: torch.Tensor, prev: Optional[tuple], p: NeuronParams, k: Optional[Scalar] = None):
+    def jacobian(self, u: torch.Tensor, prev: Optional[tuple], p: NeuronParams, k: Optional[Scalar] = None,
+                 ws: Optional[dict] = None):
         """The closed-form one-step Jacobian at ``u`` (any shape) and the states ``prev`` before the step.
 
         Returns the kind's ``Jacobian`` NamedTuple of elementwise tensors (and the scalar ``a``);
-        ``prev`` may be None when ``jacobian_needs_prev`` is False. Never uses autograd.
+        ``prev`` may be None when ``jacobian_needs_prev`` is False; ``ws`` a workspace (:func:`buf`).
+        Never uses autograd.
         """
         raise NotImplementedError
 
@@ -151,12 +183,16 @@ class NeuronKind:
 
     # ------------------------------------------------------------------ adjoint
     def back(self, jac: tuple, G: Optional[Sequence[torch.Tensor]], P: Optional[torch.Tensor] = None,
-             delta: Optional[torch.Tensor] = None) -> AdjointStep:
+             delta: Optional[torch.Tensor] = None, out: Optional[torch.Tensor] = None,
+             carry_out: Optional[Sequence[torch.Tensor]] = None, ws: Optional[dict] = None) -> AdjointStep:
         """One adjoint step at step t (module docstring): ``temporal``, ``delta`` and the carry to t-1.
 
         ``jac``: the Jacobian at step t; ``G``: ``dL/dz[t]`` from step t+1 (a tuple, or None for 0);
         ``delta``: a recorded ``dL/du[t]`` (the recorder), else ``delta = P + temporal`` (``P`` None
-        counts as 0: pair transport). Leading dims broadcast (a batch of sources against one step).
+        counts as 0: pair transport; a pair ``(g_out, sg)`` stands for ``g_out * sg``, :func:`delta_from`). Leading dims broadcast (a batch of sources against one step).
+        ``out`` receives ``P + temporal`` and ``carry_out`` (one tensor per state field) the carry,
+        where given (preallocated buffers; the values are the same); ``ws`` a workspace for the
+        intermediates (then ``temporal`` lives in it, valid until the next call).
         """
         raise NotImplementedError
 
@@ -165,7 +201,8 @@ class NeuronKind:
         """All ``T`` steps without autograd, with exactly the operations of :meth:`step` (same bits)."""
         raise NotImplementedError
 
-    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar):
+    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar,
+                       ws: Optional[dict] = None):
         """The Jacobian at step ``t`` recomputed from the tensors :meth:`fused_forward` saved."""
         raise NotImplementedError
 

@@ -33,7 +33,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 import torch
 
 from ..surrogate import primitive, surrogate_grad
-from .kind import AdjointStep, FusedForward, NeuronKind, register_kind
+from .kind import AdjointStep, FusedForward, NeuronKind, buf, delta_from, register_kind
 from .params import NeuronParams, Scalar, charge_dk
 from .chunks import chunk_slices
 
@@ -72,18 +72,19 @@ def lif_step(x: torch.Tensor, state: LIFState, p: NeuronParams, inv_tau: Optiona
     return LIF_KIND.step(x, state, p, inv_tau)
 
 
-def surrogate_window(u: torch.Tensor, p: NeuronParams):
+def surrogate_window(u: torch.Tensor, p: NeuronParams, ws: Optional[dict] = None):
     """``(sg, theta * sg)`` at ``u`` (any shape). For the rectangle surrogate both come from the window
     indicator ``|u - theta| <= alpha/2``: ``sg = window / alpha``, ``theta * sg = (theta / alpha) *
-    window`` (exactly 1 in the window when ``alpha = theta``)."""
+    window`` (exactly 1 in the window when ``alpha = theta``). ``ws``: a workspace (:func:`~.kind.buf`)."""
     sur, theta = p.surrogate, p.v_threshold
+    d = torch.sub(u, theta, out=buf(ws, "d", u))
     if sur.name == "rectangle":
-        win = torch.le((u - theta).abs_(), sur.alpha / 2, out=torch.empty_like(u))
-        sg = win if sur.alpha == 1.0 else win * (1.0 / sur.alpha)
+        win = torch.le(d.abs_(), sur.alpha / 2, out=buf(ws, "win", u) if ws is not None else d)
+        sg = win if sur.alpha == 1.0 else torch.mul(win, 1.0 / sur.alpha, out=buf(ws, "sg", u))
         ratio = theta / sur.alpha
-        return sg, (win if ratio == 1.0 else win * ratio)
-    sg = surrogate_grad(u - theta, sur)
-    return sg, (sg if theta == 1.0 else sg * theta)
+        return sg, (win if ratio == 1.0 else torch.mul(win, ratio, out=buf(ws, "theta_sg", u)))
+    sg = surrogate_grad(d, sur)
+    return sg, (sg if theta == 1.0 else torch.mul(sg, theta, out=buf(ws, "theta_sg", u)))
 
 
 class LIFKind(NeuronKind):
@@ -98,32 +99,33 @@ class LIFKind(NeuronKind):
         return lif_fire_reset(u, state, p)
 
     # ------------------------------------------------------------------ Jacobian
-    def jacobian(self, u: torch.Tensor, prev=None, p: NeuronParams = NeuronParams(), k: Optional[Scalar] = None):
+    def jacobian(self, u: torch.Tensor, prev=None, p: NeuronParams = NeuronParams(), k: Optional[Scalar] = None,
+                 ws: Optional[dict] = None):
         """``LIFJacobian(sg, vu, a)`` at ``u`` (any shape); ``prev`` is not needed."""
-        sg, theta_sg = surrogate_window(u, p)
+        sg, theta_sg = surrogate_window(u, p, ws)
+        vu = buf(ws, "vu", u)
         if p.v_reset is None:
-            vu = torch.ones_like(u) if p.detach_reset else 1.0 - theta_sg
+            if p.detach_reset:
+                vu = torch.ones_like(u) if vu is None else vu.fill_(1.0)
+            else:  # 1 - theta sg, written as -theta sg + 1 (the same bits)
+                vu = torch.neg(theta_sg, out=vu).add_(1.0)
         else:
-            s = self.fire(u, p)
-            vu = 1.0 - s
-            if not p.detach_reset:
-                vu = vu + (p.v_reset - u) * sg
+            s = _fire_into(torch.empty_like(u) if vu is None else vu, u, p)
+            vu = torch.neg(s, out=s).add_(1.0)  # 1 - s
+            if not p.detach_reset:  # + (v_reset - u) sg
+                vu.addcmul_(torch.neg(u, out=buf(ws, "vr_u", u)).add_(p.v_reset), sg)
         return LIFJacobian(sg, vu, self.charge_gain(p, k))
 
     def dense(self, jac: LIFJacobian):
         return {"vu": jac.vu}
 
     # ------------------------------------------------------------------ adjoint
-    def back(self, jac: LIFJacobian, G, P=None, delta=None, out=None) -> AdjointStep:
-        temporal = None if G is None else jac.vu * G[0]
+    def back(self, jac: LIFJacobian, G, P=None, delta=None, out=None, carry_out=None, ws=None) -> AdjointStep:
+        temporal = None if G is None else torch.mul(jac.vu, G[0], out=buf(ws, "temporal", G[0]))
         if delta is None:
-            if temporal is None:
-                delta = torch.zeros_like(jac.vu) if P is None else P
-            elif P is None:
-                delta = temporal
-            else:
-                delta = torch.add(P, temporal, out=out) if out is not None else P + temporal
-        return AdjointStep(temporal, delta, (delta * jac.a,))
+            delta = delta_from(P, temporal, jac.vu, out)
+        gv = delta * jac.a if carry_out is None else torch.mul(delta, jac.a, out=carry_out[0])
+        return AdjointStep(temporal, delta, (gv,))
 
     # ------------------------------------------------------------------ fused backend
     def fused_forward(self, x: torch.Tensor, k: Scalar, p: NeuronParams, want_states: bool) -> FusedForward:
@@ -155,8 +157,9 @@ class LIFKind(NeuronKind):
         prev = None if v_prev is None else LIFState(v_prev.view(shape))
         return FusedForward(spikes.view(shape), (u_all.view(shape),), u_all.view(shape), prev)
 
-    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar) -> LIFJacobian:
-        return self.jacobian(saved[0][t], None, p, k)
+    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar,
+                       ws: Optional[dict] = None) -> LIFJacobian:
+        return self.jacobian(saved[0][t], None, p, k, ws)
 
     def fused_v_prev(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams) -> torch.Tensor:
         u_all = saved[0]
@@ -187,7 +190,9 @@ def _charge_into(out: torch.Tensor, x_t: torch.Tensor, v: torch.Tensor, k: Scala
     if p.v_reset is not None:  # v - (v - v_reset) * k + x
         torch.sub(v, p.v_reset, out=tmp).mul_(k)
         return torch.sub(v, tmp, out=out).add_(x_t)
-    return torch.mul(v, 1.0 - k, out=out).add_(x_t)  # v * (1 - k) + x
+    if isinstance(k, torch.Tensor):  # v * (1 - k) + x
+        return torch.mul(v, 1.0 - k, out=out).add_(x_t)
+    return torch.add(x_t, v, alpha=1.0 - k, out=out)  # x + gamma v
 
 
 def _fire_into(out: torch.Tensor, u: torch.Tensor, p: NeuronParams) -> torch.Tensor:

@@ -6,7 +6,7 @@ reset, ``theta`` the threshold, ``k = 1/tau`` and ``gamma = 1 - k``.
 
 * **charge** (this module, shared by every kind)::
 
-      u[t] = gamma * v[t-1] + x[t]                              soft reset (v_reset None), default
+      u[t] = x[t] + gamma * v[t-1]                              soft reset (v_reset None), default
       u[t] = v[t-1] - (v[t-1] - v_reset) * k + x[t]              hard reset: the leak pulls toward v_reset
       u[t] = v[t-1] + (x[t] - (v[t-1] - v_rest)) * k             decay_input=True (v_rest = v_reset or 0)
 
@@ -160,7 +160,9 @@ def charge(x: torch.Tensor, v: torch.Tensor, p: NeuronParams, inv_tau: Optional[
         return v + (x - (v - p.v_rest)) * k
     if p.v_reset is not None:
         return v - (v - p.v_reset) * k + x
-    return v * (1.0 - k) + x
+    if isinstance(k, torch.Tensor):  # PLIF: k keeps the graph
+        return v * (1.0 - k) + x
+    return torch.add(x, v, alpha=1.0 - k)  # x + gamma v in one operation
 
 
 def fire(u: torch.Tensor, p: NeuronParams) -> torch.Tensor:

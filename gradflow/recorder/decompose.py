@@ -109,17 +109,38 @@ class LayerPass:
 
 
 # ----------------------------------------------------------------------------- reductions
+# Reductions run in the tensors' own dtype and only their small results become float64: a float64
+# reduction of a float32 tensor would first copy it. Counts use comparisons written into a float
+# scratch tensor, several times faster on a CPU than bool masks.
 
 
-def _sample_sq(z: torch.Tensor, n: int) -> torch.Tensor:
-    """``[L, n]`` float64 squared L2 norms per leading index and sample of ``z`` ``[L, n, ...]``."""
-    flat = z.reshape(z.shape[0], n, -1)
-    return torch.linalg.vector_norm(flat, dim=2).double().square()
+def _norms(z: torch.Tensor, n: int) -> torch.Tensor:
+    """L2 norm per sample ``[n]`` of one step ``[N, ...]``."""
+    return torch.linalg.vector_norm(z.reshape(n, -1), dim=1)
 
 
-def _sample_count(z: torch.Tensor, n: int) -> torch.Tensor:
-    """``[L, n]`` float64 counts of non-zero elements per leading index and sample."""
-    return torch.count_nonzero(z.reshape(z.shape[0], n, -1), dim=2).double()
+def _row_norms(z: torch.Tensor, n: int) -> torch.Tensor:
+    """L2 norm per row and sample ``[L, n]`` of ``[L, N, ...]``."""
+    return torch.linalg.vector_norm(z.reshape(z.shape[0], n, -1), dim=2)
+
+
+def _count(mask_fn, z: torch.Tensor, buf: torch.Tensor, n: Optional[int] = None) -> torch.Tensor:
+    """Number of elements where ``mask_fn`` holds (per sample with ``n``), via a float scratch ``buf``."""
+    m = mask_fn(z, buf)
+    return m.reshape(n, -1).sum(1) if n is not None else m.sum()
+
+
+def _window_count(sg: torch.Tensor, p: NeuronParams, buf: torch.Tensor, n: int) -> torch.Tensor:
+    """Elements per sample with ``sg != 0``; for the rectangle surrogate ``sg = window / alpha``, so
+    the count is ``round(alpha * sum(sg))`` (exact for counts below 2**22 per sample and step)."""
+    if p.surrogate.name == "rectangle":
+        total = sg.reshape(n, -1).sum(1)
+        return total if p.surrogate.alpha == 1.0 else (total * p.surrogate.alpha).round_()
+    return _count(lambda z, b: torch.ne(z, 0, out=b), sg, buf, n)
+
+
+def _finite_count(z: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    return _count(lambda v, b: torch.lt(torch.abs(v, out=b), math.inf, out=b), z, buf)
 
 
 def stack_steps(tensors: List[torch.Tensor]) -> torch.Tensor:
@@ -132,12 +153,6 @@ def stack_steps(tensors: List[torch.Tensor]) -> torch.Tensor:
     return torch.stack([t.detach() for t in tensors])
 
 
-def _prev_states(kind: NeuronKind, trace: NeuronTrace):
-    if not kind.jacobian_needs_prev:
-        return None
-    return kind.State(*(stack_steps([getattr(s, f) for s in trace.prev]) for f in kind.State._fields))
-
-
 # ----------------------------------------------------------------------------- finalize
 
 
@@ -145,63 +160,96 @@ def _prev_states(kind: NeuronKind, trace: NeuronTrace):
 def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, given=None):
     """All ``delta[t]`` of the pass are known: compute everything on the device (no host sync).
 
-    ``given = (g_out, P, temporal, delta)`` comes from a fused neuron's backward (the same adjoint).
-    Returns ``(P, temporal)`` for the weight split.
+    Step by step, on the tensors of each step (no copy of the whole sequence). ``given = (g_out, P,
+    temporal, delta)`` ``[T, N, ...]`` comes from a fused neuron's backward (the same adjoint). Returns
+    ``(P, temporal)`` as lists of T step tensors (``temporal[t]`` None where it is exactly 0).
     """
     trace, kind, p, k, T, n = ps.trace, ps.kind, ps.params, ps.k, ps.T, ps.n
-    u = stack_steps(trace.u)
-    jac = kind.jacobian(u, _prev_states(kind, trace), p, k)
+    us = [u.detach() for u in trace.u]
+    fields = kind.State._fields
+    prevs = ([kind.State(*(getattr(s, f).detach() for f in fields)) for s in trace.prev]
+             if kind.jacobian_needs_prev else [None] * T)
+    jacs = [kind.jacobian(us[t], prevs[t], p, k) for t in range(T)]
+    zero = None
     if given is not None:
-        _, P, temporal, delta = given
+        _, P_all, temp_all, delta_all = given
+        Ps, deltas = list(P_all.unbind(0)), list(delta_all.unbind(0))
+        temps = list(temp_all.unbind(0))
+        temps[T - 1] = None
+        for t in ps.cut:
+            temps[t - 1] = None
     else:
-        zeros = None
-        if any(d is None for d in ps.deltas):
-            zeros = torch.zeros_like(u)
-        delta = torch.stack([zeros[t] if d is None else d for t, d in enumerate(ps.deltas)])
-        P = jac.sg * ps.g_out if ps.g_out is not None else torch.zeros_like(u)
-        temporal = temporal_from_delta(kind, jac, delta, ps.cut)
-    eps = kind.eps(jac)
-    eps[T - 1] = 0.0  # no step after the last
-    for t in ps.cut:
-        eps[t - 1] = 0.0
+        if ps.g_out is None or any(d is None for d in ps.deltas):
+            zero = torch.zeros_like(us[0])
+        deltas = [zero if d is None else d for d in ps.deltas]
+        Ps = [zero if ps.g_out is None else jacs[t].sg * ps.g_out[t] for t in range(T)]
+        temps = temporal_from_delta(kind, jacs.__getitem__, deltas, ps.cut)
 
-    per_sample = torch.empty(5, T, n, dtype=torch.float64, device=u.device)
-    per_sample[SPATIAL] = _sample_sq(P, n)
-    per_sample[TEMPORAL] = _sample_sq(temporal, n)
-    per_sample[TOTAL] = _sample_sq(delta, n)
-    per_sample[SPIKES] = trace.spikes.detach().reshape(T, n, -1).sum(2, dtype=torch.float64)
-    per_sample[WINDOW] = _sample_count(jac.sg, n)
-    numel = n * ps.E
-    flat = lambda z: z.reshape(T, -1)  # noqa: E731
-    per_t = torch.empty(T, 4, dtype=torch.float64, device=u.device)
-    per_t[:, TZERO] = numel - torch.count_nonzero(flat(temporal), dim=1).double()
-    per_t[:, NONFINITE] = numel - flat(torch.isfinite(delta)).sum(1, dtype=torch.float64)
-    per_t[:, EPS_SUM] = flat(eps).sum(1, dtype=torch.float64)
-    per_t[:, EPS_SQ] = torch.linalg.vector_norm(flat(eps), dim=1).double().square()
+    buf = torch.empty_like(us[0])
+    numel = float(n * ps.E)
+    spikes = trace.spikes.detach()
+    rows = {SPATIAL: [], TEMPORAL: [], TOTAL: [], SPIKES: [], WINDOW: []}
+    tzero, finite, eps_sum, eps_sq = [], [], [], []
+    no_step = set(ps.cut) | {T}  # eps[t] = 0 where no step follows (t + 1 in cut, or t = T-1)
+    eps_kept = []
+    for t in range(T):
+        rows[SPATIAL].append(_norms(Ps[t], n))
+        rows[TOTAL].append(_norms(deltas[t], n))
+        rows[SPIKES].append(spikes[t].reshape(n, -1).sum(1))
+        rows[WINDOW].append(_window_count(jacs[t].sg, p, buf, n))
+        if temps[t] is None:
+            rows[TEMPORAL].append(torch.zeros_like(rows[SPATIAL][-1]))
+            tzero.append(torch.full((), numel, dtype=buf.dtype, device=buf.device))
+        else:
+            rows[TEMPORAL].append(_norms(temps[t], n))
+            tzero.append(numel - _count(lambda z, b: torch.ne(z, 0, out=b), temps[t], buf))
+        finite.append(_finite_count(deltas[t], buf))
+        if t + 1 in no_step:
+            eps_sum.append(torch.zeros((), dtype=buf.dtype, device=buf.device))
+            eps_sq.append(eps_sum[-1])
+            eps_kept.append(None)
+        else:
+            e = kind.eps(jacs[t])
+            eps_sum.append(e.sum())
+            eps_sq.append(torch.linalg.vector_norm(e).square())
+            eps_kept.append(e if keep else None)
+    per_sample = torch.stack([torch.stack(rows[i]) for i in range(5)]).double()
+    per_sample[:3].square_()
+    per_t = torch.stack([torch.stack(tzero), numel - torch.stack(finite), torch.stack(eps_sum),
+                         torch.stack(eps_sq)], dim=1).double()
     ps.per_sample, ps.per_t = per_sample, per_t
 
     collected = [None] * T if (keep and pairs) else None
     if pairs:
         K = T - 1 if max_lag is None else min(max_lag, T - 1)
-        pair_sq = torch.zeros(T, K + 1, n, dtype=torch.float64, device=u.device)
+        pair_rows: List[Optional[torch.Tensor]] = [None] * T
 
-        def reduce(t, rows):
-            pair_sq[t, : rows.shape[0]] = _sample_sq(rows, n)
+        def reduce(t, rows_t):
+            if rows_t.shape[0]:
+                pair_rows[t] = _row_norms(rows_t, n)
 
-        pair_transport(kind, jac, P, ps.cut, K, reduce, collected)
+        pair_transport(kind, jacs.__getitem__, Ps, ps.cut, K, reduce, collected)
+        pair_sq = torch.zeros(T, K + 1, n, dtype=torch.float64, device=buf.device)
+        pair_sq[:, 0] = per_sample[SPATIAL]
+        for t, r in enumerate(pair_rows):
+            if r is not None:
+                pair_sq[t, 1:1 + r.shape[0]] = r.double().square()
         ps.pair_sq = pair_sq
     if keep:
-        ps.tensors = {"u": u, "delta": delta, "spatial": P, "temporal": temporal, "eps": eps}
+        z = torch.zeros_like(us[0])
+        ps.tensors = {"u": torch.stack(us), "delta": torch.stack(deltas), "spatial": torch.stack(Ps),
+                      "temporal": torch.stack([z if v is None else v for v in temps]),
+                      "eps": torch.stack([z if v is None else v for v in eps_kept])}
         if collected is not None:
             ps.tensors["pairs"] = collected  # pairs[t][k] = pair[t, t+k]
     ps.done = True
-    return P, temporal
+    return Ps, temps
 
 
 # ----------------------------------------------------------------------------- weight split
 
 
-def start_weight_split(ps: LayerPass, P: torch.Tensor, temporal: torch.Tensor) -> None:
+def start_weight_split(ps: LayerPass, P: List[torch.Tensor], temporal: List[Optional[torch.Tensor]]) -> None:
     """Back-propagate ``P du/dx`` through the region (no hooks); with a region shared by another
     recorded layer also ``temporal du/dx`` (the main backward's total would mix the layers).
 
@@ -211,10 +259,17 @@ def start_weight_split(ps: LayerPass, P: torch.Tensor, temporal: torch.Tensor) -
     region = ps.region
     ps.weight_names = [name for name, _ in region.params]
     gain = ps.kind.input_gain(ps.params, ps.k)
-    scale = (lambda z: z) if (isinstance(gain, float) and gain == 1.0) else (lambda z: z * gain)  # noqa: E731
+    x = ps.trace.x
+    z = torch.zeros_like(x[0])
+    P = torch.stack(P)
+    if not (isinstance(gain, float) and gain == 1.0):
+        P = P * gain
     try:
-        g_s = region.vjp(scale(P))
-        g_t = region.vjp(scale(temporal)) if ps.shared else None
+        g_s = region.vjp(P.to(x.dtype))
+        g_t = None
+        if ps.shared:
+            temporal = torch.stack([z if v is None else v for v in temporal])
+            g_t = region.vjp((temporal * gain).to(x.dtype))
     except (RegionError, RuntimeError) as err:
         ps.weight_error = str(err).splitlines()[0]
         return
@@ -264,6 +319,7 @@ def finish_weight_split(ps: LayerPass) -> None:
             g_t = (total - g_s) if total is not None else torch.zeros_like(g_s)
         else:
             g_s = torch.zeros_like(g_t) if g_s is None else g_s
-        a, b = g_s.reshape(-1).double(), g_t.reshape(-1).double()
-        rows.append(torch.stack([torch.dot(a, a), torch.dot(b, b), torch.dot(a, b)]))
+        # reductions in the gradients' dtype (cascade sums), only the three results in float64
+        rows.append(torch.stack([torch.linalg.vector_norm(g_s).square(), torch.linalg.vector_norm(g_t).square(),
+                                 (g_s * g_t).sum()]).double())
     ps.weight_sq = torch.stack(rows) if rows else torch.zeros(0, 3, dtype=torch.float64, device=device)

@@ -59,11 +59,14 @@ class Region:
         """``d<cotangent, x>/d param`` for every region parameter (None where no gradient arrives)."""
         grads: List[Optional[torch.Tensor]] = [None] * len(self.params)
         buffers: Dict[object, Dict[int, torch.Tensor]] = {self.root: {self.root_nr: cotangent}}
+        owned: Dict[int, torch.Tensor] = {}  # buffers allocated here (safe to add to in place), kept alive
         edges_of = self.param_edges
         with torch.no_grad():
             for node in self.order:
                 got = buffers.pop(node, None)
                 if not got:
+                    continue
+                if node.name() == "SelectBackward0" and self._scatter_select(node, got.get(0), buffers, owned):
                     continue
                 outs = _call(node, got, self._keep, edges_of.get(node, ()))
                 params_here = dict(edges_of.get(node, ()))
@@ -80,6 +83,28 @@ class Region:
                         slot = buffers.setdefault(nxt, {})
                         slot[nr] = g if nr not in slot else slot[nr] + g
         return grads
+
+
+    def _scatter_select(self, node, g: Optional[torch.Tensor], buffers, owned: Dict[int, torch.Tensor]) -> bool:
+        """``x[i]``'s backward without a full zero tensor per index: add ``g`` into one buffer per input.
+
+        The engine's ``select_backward`` allocates a zero tensor of the input's size for every index (T
+        of them for a per-step loop); here all indices of one input share a buffer. Same values: each
+        slice receives exactly one gradient, added to zeros.
+        """
+        (nxt, nr), = node.next_functions
+        if g is None or nxt is None or nxt not in self._keep:
+            return g is None or nxt is None
+        slot = buffers.setdefault(nxt, {})
+        full = slot.get(nr)
+        if full is None or owned.get(id(full)) is not full:
+            base = g.new_zeros(tuple(node._saved_self_sym_sizes))
+            if full is not None:
+                base += full
+            full = slot[nr] = base
+            owned[id(full)] = full
+        full.select(node._saved_dim, node._saved_index).add_(g)
+        return True
 
 
 def _conform(g: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
