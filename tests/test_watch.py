@@ -5,12 +5,10 @@ from __future__ import annotations
 import copy
 import gc
 import json
-import os
 import subprocess
 import sys
 import textwrap
 import tracemalloc
-import warnings
 import weakref
 
 import numpy as np

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import gradflow.watch as gw
 from gradflow import losses, models, stats
 from gradflow.errors import DataError, UsageError
-from gradflow.report import training_page, training_plots
+from gradflow.report import training_plots
 from gradflow.report.training_page import FIGURE_NAMES, training_findings, write_training_report
 from gradflow_cli import report_cmd
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ import torch.multiprocessing as mp
 
 import gradflow
 import gradflow.watch as gw
-from gradflow import losses, models, report, stats
+from gradflow import losses, models, report
 from gradflow.watch import step_summary
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
 import matplotlib
 import pandas as pd

@@ -21,7 +21,6 @@ step (``<metric>_ci_low`` / ``_ci_high``); a dashed line of the same colour is t
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import matplotlib
@@ -32,7 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from ._common import as_float, layer_order
-from .plots import figure_legend, fixed_margins, grid_shape
+from .plots import fixed_margins, grid_shape
 from .style import add_note, axes, left_out, neuron_color, nothing, shade
 
 __all__ = [
