@@ -17,7 +17,7 @@ the analysis report (:mod:`gradflow.report.page`, :mod:`gradflow.report.style`).
 
 **Theory.** For each recorded step chosen (every step up to ``max_theory_steps``, else that many
 evenly spaced, always the first and the last) the lag profile is predicted from that step's per-step
-statistics by :func:`gradflow.theory.theory_table` (its default model; the run's ``transport.jsonl``
+statistics by :func:`gradflow.theory.theory_table` (its default model; the run's ``transport.csv``
 inputs feed the window model where the recorder provides them) and set beside the measurement:
 ``predicted_relative_1``, ``predicted_half_life`` (:func:`gradflow.stats.half_life` of the predicted
 profile) and ``theory_error`` (:func:`gradflow.stats.theory_error`, median over lags 1..4 of
