@@ -141,6 +141,7 @@ SUMMARY_COLUMNS: Tuple[str, ...] = (
     "one_step_survival", "one_step_survival_ci_low", "one_step_survival_ci_high",
     "in_window_before", "in_window_before_ci_low", "in_window_before_ci_high",
     "window_occupancy", "window_occupancy_ci_low", "window_occupancy_ci_high",
+    "firing_rate_ci_low", "firing_rate_ci_high", "window_fraction_ci_low", "window_fraction_ci_high",
 )
 
 #: ``theory``: one row per (layer, lag); ``predicted_relative_<model>`` columns may follow.

@@ -338,8 +338,10 @@ def test_recorder_samples_give_the_tables_point_estimates_and_the_weights_projec
     a = report.summarize(tables, rec.samples(), n_resamples=100)
     b = report.summarize(tables, None, n_resamples=100)
     assert (a["samples"] == 15).all() and (a["resampled"] == "samples").all() and (b["resampled"] == "passes").all()
-    for col in ("temporal_share", "relative_1", "half_life", "decay_rate", "weight_temporal_projection"):
+    for col in ("temporal_share", "relative_1", "half_life", "decay_rate", "weight_temporal_projection",
+                "firing_rate", "window_fraction"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-9, err_msg=col)
+    assert (a["firing_rate_ci_low"] <= a["firing_rate"]).all() and (a["firing_rate"] <= a["firing_rate_ci_high"]).all()
     w = tables["weights"][tables["weights"].layer == "sn1"]
     per_pass = [stats.projections(d.spatial_sq.sum(), d.temporal_sq.sum(), d.inner.sum()).temporal_projection
                 for _, d in w.groupby("step")]

@@ -58,18 +58,7 @@ import pandas as pd
 
 from .. import stats
 from ..schema import RUN, SUMMARY_COLUMNS, SUMMARY_INTERVAL_METRICS
-from .resample import (
-    NAMES,
-    Units,
-    field,
-    fit,
-    layer_metrics,
-    transport_units,
-    units_from_samples,
-    units_from_tables,
-    weight_stats,
-    window_profile,
-)
+from .resample import layer_row
 from ._common import (
     as_float,
     finite_or_nan,
@@ -148,25 +137,6 @@ def _theory_constants(th: Optional[pd.DataFrame]) -> Dict[str, float]:
     return out
 
 
-def _activity(ps: pd.DataFrame, T: int) -> Dict[str, float]:
-    """Firing rate, window fraction (means of finite values), zero temporal entries (t < T-1), NaN/Inf count."""
-    zf = finite_or_nan(ps["temporal_zero_fraction"])
-    zf[as_float(ps["t"]) >= T - 1] = np.nan      # t = T-1 has no temporal gradient by definition
-    nf = as_float(ps["nonfinite"])
-    return {
-        "firing_rate": _mean(finite_or_nan(ps["firing_rate"])),
-        "window_fraction": _mean(finite_or_nan(ps["window_fraction"])),
-        "temporal_zero_fraction": _mean(zf),
-        "nonfinite": int(np.sum(nf[np.isfinite(nf)])),
-    }
-
-
-def _mean(a: np.ndarray) -> float:
-    """Mean of the finite entries, NaN if there are none."""
-    a = a[np.isfinite(a)]
-    return float(a.mean()) if a.size else math.nan
-
-
 def _of(per_layer: Optional[Mapping], run: Optional[Hashable], layer: str):
     """One layer's entry of ``{layer: ...}``, or of ``{run: {layer: ...}}`` in comparisons (None if absent)."""
     if not per_layer:
@@ -174,14 +144,6 @@ def _of(per_layer: Optional[Mapping], run: Optional[Hashable], layer: str):
     if run is not None and layer not in per_layer and isinstance(per_layer.get(run), Mapping):
         return per_layer[run].get(layer)
     return per_layer.get(layer)
-
-
-def _layer_T(ps: pd.DataFrame) -> int:
-    """Time steps of a layer: ``max t + 1``, or the ``T`` column when it says more."""
-    t = as_float(ps["t"])
-    T_col = as_float(ps["T"]) if "T" in ps.columns else np.array([])
-    return int(max(np.max(t[np.isfinite(t)]) + 1 if np.isfinite(t).any() else 0,
-                   np.max(T_col[np.isfinite(T_col)]) if np.isfinite(T_col).any() else 0))
 
 
 def _tau(ps: pd.DataFrame, layers: Optional[pd.DataFrame]) -> float:
@@ -199,22 +161,14 @@ def _use_window(th: Optional[pd.DataFrame]) -> bool:
     return th is None or "model" not in th.columns or bool((th["model"].astype(str) == "window").all())
 
 
-def _units(rows_of, run, layer: str, samples, transport, T: int, tau: float, window_ok: bool) -> Units:
-    """The layer's resampling units: its samples when given, else its backward passes; with the
-    ``window`` model's transport inputs attached when they are given and ``window_ok``."""
-    gamma = 1.0 - 1.0 / tau if np.isfinite(tau) and tau > 0 else None
-    tr = transport_units(_of(transport, run, layer), gamma) if window_ok else None
-    s = _of(samples, run, layer)
-    if s is not None and len(field(s, "spatial_sq")):
-        return units_from_samples(s, tr)
-    if tr is not None and tr.flat.shape[0] > 1:        # per-sample inputs, but passes as units: summed
-        tr = tr._replace(flat=tr.flat.sum(axis=0, keepdims=True))
-    return units_from_tables(rows_of("per_step"), rows_of("pairs"), T)._replace(transport=tr)
+def _columns(d: Optional[pd.DataFrame]) -> Optional[Dict[str, np.ndarray]]:
+    """A DataFrame as a dict of numpy columns (None or empty: None)."""
+    return None if d is None or d.empty else {c: d[c].to_numpy() for c in d.columns}
 
 
 def _one_layer(tables: Mapping[str, pd.DataFrame], run, layer: str, samples, transport, theory,
                n_resamples: int, seed: int, level: float) -> Tuple[dict, List[dict]]:
-    """The summary row and the profile rows of one (run,) layer."""
+    """The summary row and the profile rows of one (run,) layer (:func:`~gradflow.report.resample.layer_row`)."""
     def rows_of(name):
         """The rows of table ``name`` for this run and layer (None or empty stays so)."""
         d = tables.get(name)
@@ -223,38 +177,20 @@ def _one_layer(tables: Mapping[str, pd.DataFrame], run, layer: str, samples, tra
         d = select_run(d, run) if RUN in d.columns else d
         return d[d["layer"] == layer]
 
-    ps = rows_of("per_step")
-    T, tau, th = _layer_T(ps), _tau(ps, rows_of("layers")), _predicted(theory, run, layer)
-    units = _units(rows_of, run, layer, samples, transport, T, tau, _use_window(th))
-    predicted = _predicted_profile(th, 0)
-    est, low, high = layer_metrics(units, predicted, rows_of("lags"), n_resamples=n_resamples, seed=seed,
-                                   level=level)
-    K1 = len(est) - len(NAMES)
-    if units.transport is not None and K1:
-        predicted = window_profile(units.transport, K1 - 1)
-    row = {"layer": layer, "layer_index": float(np.nanmin(as_float(ps["layer_index"]))),
-           "neuron": next((v.lower() for v in ps["neuron"] if isinstance(v, str)), None),
-           "T": T, "samples": len(units.spatial_sq) if units.kind == "samples" else math.nan,
-           "steps": units.passes, "resampled": units.kind, "max_lag": K1 - 1 if K1 else math.nan, "tau": tau}
-    for i, name in enumerate(NAMES):
-        row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = est[i], low[i], high[i]
-    r1 = len(NAMES) + 1
-    row["relative_1"], row["relative_1_ci_low"], row["relative_1_ci_high"] = \
-        (est[r1], low[r1], high[r1]) if K1 > 1 else (math.nan,) * 3
-    pred_ok = predicted is not None and np.isfinite(predicted).sum() > 1
-    row["predicted_half_life"] = stats.half_life(np.where(np.isfinite(predicted), predicted, np.nan)) \
-        if pred_ok else math.nan
-    row.update(_activity(ps, T))
-    w = rows_of("weights")
-    if w is not None and not w.empty:
-        row.update(weight_stats(w, n_resamples, seed, level))
-    row.update(_theory_constants(th))
-    pred = fit(predicted, K1)
+    ps, th = rows_of("per_step"), _predicted(theory, run, layer)
+    res = layer_row(_columns(ps), samples=_of(samples, run, layer), pairs=_columns(rows_of("pairs")),
+                    lags=_columns(rows_of("lags")), weights=_columns(rows_of("weights")),
+                    predicted=_predicted_profile(th, 0),
+                    transport=_of(transport, run, layer) if _use_window(th) else None,
+                    tau=_tau(ps, rows_of("layers")), n_resamples=n_resamples, seed=seed, level=level)
+    row = dict({"layer": layer, "layer_index": float(np.nanmin(as_float(ps["layer_index"]))),
+                "neuron": next((v.lower() for v in ps["neuron"] if isinstance(v, str)), None)},
+               **res.row, **_theory_constants(th))
     profile = [{"layer": layer, "layer_index": row["layer_index"], "neuron": row["neuron"], "lag": k,
-                "relative": est[len(NAMES) + k], "relative_ci_low": low[len(NAMES) + k],
-                "relative_ci_high": high[len(NAMES) + k],
-                "predicted_relative": pred[k] if pred is not None else math.nan}
-               for k in range(K1)]
+                "relative": res.relative[k], "relative_ci_low": res.relative_low[k],
+                "relative_ci_high": res.relative_high[k],
+                "predicted_relative": res.predicted[k] if res.predicted is not None else math.nan}
+               for k in range(len(res.relative))]
     return row, profile
 
 
