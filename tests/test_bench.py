@@ -102,3 +102,29 @@ def test_doctests():
 
     result = doctest.testmod(gradflow.lab.bench, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_training_ratios_are_against_the_plain_step_on_the_same_backend():
+    from gradflow.lab.bench import training_bench
+
+    df = training_bench(models=(("mlp", dict(in_features=8, widths=(16,), T=2, batch=4)),), neurons=("lif",),
+                        variants=("plain", "per_step", "fused_per_step"), repeats=1, warmup=0, peak=False)
+    assert list(df.variant) == ["plain", "plain_fused", "per_step", "fused_per_step"]
+    t = df.set_index("variant").time_ms
+    r = df.set_index("variant")
+    assert r.loc["fused_per_step", "time_ratio"] == pytest.approx(t["fused_per_step"] / t["plain_fused"])
+    assert r.loc["fused_per_step", "torch_ratio"] == pytest.approx(t["fused_per_step"] / t["plain"])
+    assert r.loc["per_step", "time_ratio"] == pytest.approx(t["per_step"] / t["plain"])
+    assert {"resnet18_clif_fused_weights_time_ratio", "clif_fused_speedup_T8_1e6"} <= set(TARGETS)
+
+
+def test_gpu_check_without_a_gpu():
+    import doctest
+
+    import gradflow.lab.gpu_check as gc
+
+    assert doctest.testmod(gc).failed == 0
+    assert gc.peak_bandwidth("some unknown card") is None
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="CUDA"):
+            gc.run("unused")

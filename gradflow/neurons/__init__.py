@@ -39,7 +39,8 @@ from .clif import CLIF_KIND, CLIFJacobian, CLIFKind, CLIFState, clif_fire_reset,
 from .fused import FusedNeuron, clif_multistep, lif_multistep, multistep
 from .kind import KINDS, AdjointStep, FusedForward, NeuronKind, get_kind, jacobian_at, register_kind
 from .lif import LIF_KIND, PLIF_KIND, LIFJacobian, LIFKind, LIFState, PLIFKind, lif_fire_reset, lif_step
-from .module import CLIF, LIF, NEURONS, PLIF, NeuronOutput, NeuronTrace, SpikingNeuron, build_neuron
+from .module import CLIF, LIF, NEURONS, PLIF, NeuronOutput, NeuronTrace, SpikingNeuron, build_neuron, reset_net
+from .extra import IF, IF_KIND, LIF_NORESET_KIND, LIF_RAL_KIND, LeakyNoReset, LeakyRAL  # noqa: E402
 from .params import NeuronParams, Scalar, charge, charge_dk, charge_gain, fire, input_gain, make_params
 
 __all__ = [
@@ -56,7 +57,11 @@ __all__ = [
     "FusedNeuron", "multistep", "lif_multistep", "clif_multistep",
     # modules
     "SpikingNeuron", "LIF", "CLIF", "PLIF", "NEURONS", "BACKENDS", "build_neuron", "NeuronTrace",
-    "NeuronOutput",
+    "NeuronOutput", "reset_net",
+    # kinds for other libraries (gradflow.neurons.extra)
+    "IF", "LeakyRAL", "LeakyNoReset", "IF_KIND", "LIF_RAL_KIND", "LIF_NORESET_KIND",
 ]
+
+NEURONS.setdefault("if", IF)  # build_neuron("if")
 
 

@@ -115,7 +115,8 @@ class LeakyKind(LIFKind):
         u = torch.stack(us)
         return FusedForward(torch.stack(ss), (u,), u, LIFState(torch.stack(prev)) if want_states else None)
 
-    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar) -> LIFJacobian:
+    def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar,
+                       ws=None) -> LIFJacobian:
         return self.jacobian(saved[0][t], None, p, k)
 
     def fused_v_prev(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams) -> torch.Tensor:

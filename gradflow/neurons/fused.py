@@ -34,6 +34,7 @@ written for the tap separately), so a tap never changes a gradient bit; ``P + te
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Tuple
 
 import torch
@@ -92,6 +93,7 @@ class FusedNeuron(torch.autograd.Function):
         temp_all = torch.zeros_like(delta) if keep else None
         grad_k = torch.zeros((), dtype=torch.float64, device=delta.device) if need_k else None
         fields = len(kind.State._fields)
+        takes_ws = "ws" in inspect.signature(kind.fused_jacobian).parameters
         for sl in chunk_slices(delta):
             block = [f[:, sl] for f in flat]
             d_block = delta[:, sl]
@@ -105,8 +107,11 @@ class FusedNeuron(torch.autograd.Function):
                     torch.mul(g2[t, sl], jac.sg, out=P_all[t, sl])
                 return (g2[t, sl], jac.sg)
 
-            steps = sweep(kind, lambda t, b=block, ws=ws: kind.fused_jacobian(b, t, p, k, ws), T, cut, P_at=P_at,
-                          out=d_block, ws=ws, carry_bufs=carry)
+            if takes_ws:
+                jac_at = lambda t, b=block, ws=ws: kind.fused_jacobian(b, t, p, k, ws)  # noqa: E731
+            else:  # a kind written before workspaces existed
+                jac_at = lambda t, b=block: kind.fused_jacobian(b, t, p, k)  # noqa: E731
+            steps = sweep(kind, jac_at, T, cut, P_at=P_at, out=d_block, ws=ws, carry_bufs=carry)
             for t, _, step in steps:
                 if step.delta.data_ptr() != d_block[t].data_ptr():
                     d_block[t].copy_(step.delta)  # no temporal part (last step, or a cut): delta = P

@@ -177,7 +177,8 @@ class SpikingNeuron(nn.Module):
         """Replace fields of :attr:`params` (validated as in the constructor), e.g. ``set_params(tau=3.0)``."""
         p = self._params._replace(**changes)
         new = make_params(p.tau, p.v_threshold, p.v_reset, p.surrogate, None, p.detach_reset, p.decay_input,
-                          p.smooth, p.m_grad)
+                          p.smooth, p.m_grad, allow_no_leak=math.isinf(self._params.tau),
+                          fire_at_threshold=p.fire_at_threshold)
         self.dynamics.check(new)
         self._params = new
 

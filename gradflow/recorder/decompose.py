@@ -32,6 +32,7 @@ import torch
 
 from ..neurons import NeuronKind, NeuronParams, NeuronTrace, SpikingNeuron, pair_transport, temporal_from_delta
 from .region import Region, RegionError
+from .transport import transport_bytes, transport_sums
 
 __all__ = ["LayerPass", "finalize", "start_weight_split", "finish_weight_split", "sample_bytes",
            "SPATIAL", "TEMPORAL", "TOTAL", "SPIKES", "WINDOW"]
@@ -42,14 +43,15 @@ SPATIAL, TEMPORAL, TOTAL, SPIKES, WINDOW = range(5)
 TZERO, NONFINITE, EPS_SUM, EPS_SQ = range(4)
 
 
-def sample_bytes(T: int, max_lag: Optional[int], pairs: bool) -> int:
-    """Bytes the recorder keeps per sample, layer and backward pass: ``8 (5 T + T (K + 1))`` with pairs.
+def sample_bytes(T: int, max_lag: Optional[int], pairs: bool, transport: bool = False) -> int:
+    """Bytes the recorder keeps per sample, layer and backward pass: ``8 (5 T + T (K + 1))`` with pairs,
+    plus :func:`~gradflow.recorder.transport.transport_bytes` with the window model's inputs.
 
     >>> sample_bytes(6, None, True)       # 8 * (30 + 36)
     528
     """
     K = (T - 1) if max_lag is None else min(max_lag, T - 1)
-    return 8 * (5 * T + (T * (K + 1) if pairs else 0))
+    return 8 * (5 * T + (T * (K + 1) if pairs else 0)) + (transport_bytes(T) if transport else 0)
 
 
 @dataclass
@@ -91,6 +93,7 @@ class LayerPass:
     weight_sq: Optional[torch.Tensor] = None
     weight_error: Optional[str] = None
     tensors: Optional[dict] = None
+    transport: Optional[dict] = None  # per-sample window-model sums (:mod:`.transport`), when asked
 
     def remove_hooks(self) -> None:
         for h in self.handles:
@@ -157,12 +160,14 @@ def stack_steps(tensors: List[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, given=None):
+def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, given=None,
+             transport: bool = False):
     """All ``delta[t]`` of the pass are known: compute everything on the device (no host sync).
 
     Step by step, on the tensors of each step (no copy of the whole sequence). ``given = (g_out, P,
-    temporal, delta)`` ``[T, N, ...]`` comes from a fused neuron's backward (the same adjoint). Returns
-    ``(P, temporal)`` as lists of T step tensors (``temporal[t]`` None where it is exactly 0).
+    temporal, delta)`` ``[T, N, ...]`` comes from a fused neuron's backward (the same adjoint). With
+    ``transport``, the window model's per-sample sums (:func:`.transport.transport_sums`) are kept too.
+    Returns ``(P, temporal)`` as lists of T step tensors (``temporal[t]`` None where it is exactly 0).
     """
     trace, kind, p, k, T, n = ps.trace, ps.kind, ps.params, ps.k, ps.T, ps.n
     us = [u.detach() for u in trace.u]
@@ -235,6 +240,11 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
             if r is not None:
                 pair_sq[t, 1:1 + r.shape[0]] = r.double().square()
         ps.pair_sq = pair_sq
+    if transport:
+        ps.transport = transport_sums(
+            us, Ps, [kind.dense(j)["vu"] for j in jacs], ps.cut, n=n, v_threshold=p.v_threshold,
+            surrogate=p.surrogate.name, alpha=p.surrogate.alpha,
+        )
     if keep:
         z = torch.zeros_like(us[0])
         ps.tensors = {"u": torch.stack(us), "delta": torch.stack(deltas), "spatial": torch.stack(Ps),

@@ -31,6 +31,7 @@ import collections
 import warnings
 from typing import Deque, Dict, List, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -68,6 +69,11 @@ class Recorder:
     keep_tensors:
         keep ``u``, ``delta``, ``P``, ``temporal``, ``eps`` (and the pair vectors) per layer and step,
         detached on the model's device, for :meth:`tensors`. Memory grows with every recorded step.
+    transport:
+        also sum, per sample, the inputs of the theory's default ``window`` predictor (zone
+        occupancies and transitions, the zone split of the spatial gradient one step back;
+        :mod:`gradflow.recorder.transport`), for :meth:`transport_inputs`. Costs a few bincounts per
+        layer and step and :func:`~gradflow.recorder.transport.transport_bytes` per sample.
     """
 
     def __init__(
@@ -79,6 +85,7 @@ class Recorder:
         max_lag: Optional[int] = None,
         layers: Optional[Sequence[str]] = None,
         keep_tensors: bool = False,
+        transport: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise UsageError(f"gradflow.record expects a torch.nn.Module, got {type(model).__name__}.")
@@ -89,6 +96,7 @@ class Recorder:
         self.weights_enabled = bool(weights)
         self.max_lag = max_lag
         self.keep_tensors = bool(keep_tensors)
+        self.transport_enabled = bool(transport)
         found = [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
         if not found:
             hint = ""
@@ -343,7 +351,7 @@ class Recorder:
         if getattr(ps, "single", False):
             given = single.assemble(ps) or given
         P, temporal = finalize(ps, pairs=self.pairs_enabled, max_lag=self.max_lag, keep=self.keep_tensors,
-                               given=given)
+                               given=given, transport=self.transport_enabled)
         if ps.region is not None:
             start_weight_split(ps, P, temporal)
         ps.deltas = []
@@ -413,6 +421,34 @@ class Recorder:
         """
         return tables.samples(self._collect(), self.pairs_enabled)
 
+    def transport_inputs(self) -> Dict[str, Dict[str, np.ndarray]]:
+        """Per layer, the ``window`` predictor's inputs with a leading sample axis (``transport=True``).
+
+        Each dict has the keys of :func:`gradflow.theory.window.transport_inputs` (``count`` ``[n, T]``,
+        ``occupancy`` ``[n, T, Z]``, ..., ``triple`` ``[n, T, Z, Z, Z]``, and the shared ``zone_edges``);
+        summed over axis 0 it is the theory's dict for all recorded samples, and resampling its rows
+        resamples the prediction with the measurement. Layers whose surrogate has no window width in
+        the theory are left out.
+        """
+        passes = self._collect()
+        if not self.transport_enabled:
+            raise UsageError("The window model's inputs were not recorded; use gradflow.record(model, transport=True).")
+        return tables.transport_inputs(passes)
+
+    def _repr_html_(self) -> str:
+        """A compact per-layer summary for Jupyter (:func:`gradflow.report.notebook.recorder_html`)."""
+        # imported here so that `import gradflow.recorder` does not load the report toolkit (no cycle)
+        from ..report.notebook import recorder_html
+
+        return recorder_html(self)
+
+    def plot(self, kind: str = "lags", **options):
+        """A matplotlib Figure of the recorded tables: ``kind`` is one of lags, pairs, norms, share,
+        projection, activity (:func:`gradflow.report.notebook.plot_recorder`)."""
+        from ..report.notebook import plot_recorder
+
+        return plot_recorder(self, kind, **options)
+
     def tensors(self, layer: str, step: int = 0) -> dict:
         """The kept tensors (``keep_tensors=True``) of one layer at one step.
 
@@ -435,6 +471,21 @@ class Recorder:
         """One row per recorded layer: its neuron constants (PLIF: the tau of the latest recorded pass)."""
         return tables.layer_info(self._collect())
 
+    def _repr_html_(self) -> str:
+        """A notebook summary of what was recorded (:func:`gradflow.report.notebook.recorder_html`)."""
+        # imported here so that `import gradflow.recorder` does not load the report toolkit (no cycle:
+        # the notebook module never imports the recorder)
+        from ..report.notebook import recorder_html
+
+        return recorder_html(self)
+
+    def plot(self, kind: str = "lags", **options):
+        """A matplotlib Figure of the recorded tables: ``kind`` one of lags, pairs, norms, share,
+        projection, activity (:func:`gradflow.report.notebook.plot_recorder`)."""
+        from ..report.notebook import plot_recorder
+
+        return plot_recorder(self, kind, **options)
+
 
 def record(
     model: nn.Module,
@@ -444,6 +495,7 @@ def record(
     max_lag: Optional[int] = None,
     layers: Optional[Sequence[str]] = None,
     keep_tensors: bool = False,
+    transport: bool = False,
 ) -> Recorder:
     """Record the gradient flow of every gradflow neuron in ``model`` while the ``with`` block runs.
 
@@ -459,4 +511,5 @@ def record(
     and fires no user hook (module docstring). Each backward pass that reaches a recorded layer is one
     ``step``. See :class:`Recorder`.
     """
-    return Recorder(model, pairs=pairs, weights=weights, max_lag=max_lag, layers=layers, keep_tensors=keep_tensors)
+    return Recorder(model, pairs=pairs, weights=weights, max_lag=max_lag, layers=layers, keep_tensors=keep_tensors,
+                    transport=transport)

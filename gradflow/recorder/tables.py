@@ -17,9 +17,11 @@ import pandas as pd
 import torch
 
 from .. import schema, stats
+from ..errors import UsageError
+from ..theory.window import ZONE_EDGES
 from .decompose import EPS_SQ, EPS_SUM, NONFINITE, SPATIAL, SPIKES, TEMPORAL, TOTAL, TZERO, WINDOW, LayerPass
 
-__all__ = ["LayerSamples", "per_step", "pairs", "lags", "weights", "samples", "layer_info"]
+__all__ = ["LayerSamples", "per_step", "pairs", "lags", "weights", "samples", "transport_inputs", "layer_info"]
 
 
 class LayerSamples(NamedTuple):
@@ -70,7 +72,8 @@ def per_step(passes: List[LayerPass]) -> pd.DataFrame:
 
     Norms are the square roots of the per-sample squared norms summed over samples (and ranks);
     ``eps_mean``/``eps_rms`` are the mean and RMS over elements of ``eps[t] = du[t+1]/du[t]`` at fixed
-    input (0 at ``t = T-1`` and before a truncation cut).
+    input, for CLIF also at fixed ``m[t-1]`` (= ``a * dv[t]/du[t]``; 0 at ``t = T-1`` and before a
+    truncation cut).
     """
     parts = []
     for ps in passes:
@@ -203,6 +206,34 @@ def samples(passes: List[LayerPass], pairs_enabled: bool) -> Dict[str, LayerSamp
             pair = np.concatenate([_pad(_pad(pq, T, axis=1), K1, axis=2) for _, pq, _ in d["parts"]], axis=0)
         out[name] = LayerSamples(per[SPATIAL], per[TEMPORAL], per[TOTAL], pair, per[SPIKES], per[WINDOW],
                                  int(d["E"]), np.concatenate([s for _, _, s in d["parts"]]))
+    return out
+
+
+def transport_inputs(passes: List[LayerPass]) -> Dict[str, Dict[str, np.ndarray]]:
+    """Per layer (layer_index order): the window model's per-sample sums of all passes (and ranks),
+    concatenated along the sample axis, plus the shared ``zone_edges`` (:mod:`.transport`)."""
+    local: Dict[str, dict] = {}
+    for ps in passes:
+        if ps.transport is None:
+            continue
+        d = local.setdefault(ps.name, {"index": ps.index, "parts": []})
+        d["parts"].append({k: v.cpu().numpy() for k, v in ps.transport.items()})
+    if _distributed():
+        gathered = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, local)
+        merged: Dict[str, dict] = {}
+        for part in gathered:
+            for name, d in part.items():
+                merged.setdefault(name, {"index": d["index"], "parts": []})["parts"].extend(d["parts"])
+        local = merged
+    out = {}
+    for name, d in sorted(local.items(), key=lambda item: item[1]["index"]):
+        if len({part["count"].shape[1] for part in d["parts"]}) > 1:
+            raise UsageError(f"Layer {name} was recorded with different numbers of time steps; the window "
+                             "model's inputs of such passes cannot be pooled.")
+        merged_arrays = {k: np.concatenate([part[k] for part in d["parts"]]) for k in d["parts"][0]}
+        merged_arrays["zone_edges"] = np.asarray(ZONE_EDGES, dtype=np.float64)
+        out[name] = merged_arrays
     return out
 
 
