@@ -120,7 +120,7 @@ def test_automatic_batch_size_fits_the_memory_limit():
     one = estimate_memory(net, torch.randn(1, 6), pairs=True, max_lag=None)
     assert estimate_memory(net, torch.randn(8, 6), pairs=True, max_lag=None) == pytest.approx(8 * one)
     kept = retained_memory(net, torch.randn(1, 6), 10, pairs=True, max_lag=None)
-    assert kept == 10 * 1 * sample_bytes(4, None, True)  # per sample and layer, over all passes
+    assert kept == 10 * 1 * sample_bytes(4, None, True, transport=True)  # per sample and layer, all passes
     limit = (kept + 5.5 * one) / 2**30  # room for 5 samples per pass: the largest power of two is 4
     res = analyze(net, samples=10, memory_limit_gb=limit)
     assert res.meta["batch_size"] == 4 and res.meta["batches"] == 3 and res.meta["samples"] == 10

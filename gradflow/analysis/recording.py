@@ -139,7 +139,7 @@ def retained_memory(model: torch.nn.Module, x: torch.Tensor, samples: int, *, pa
 
 def _kept_bytes(fwd: _Forward, x: torch.Tensor, samples: int, pairs: bool, max_lag: Optional[int]) -> float:
     sizes = _layer_sizes(fwd, x)
-    return float(samples * len(sizes) * sample_bytes(_steps(fwd.model, x, fwd), max_lag, pairs))
+    return float(samples * len(sizes) * sample_bytes(_steps(fwd.model, x, fwd), max_lag, pairs, transport=pairs))
 
 
 def _amount(nbytes: float) -> str:
@@ -252,7 +252,7 @@ def _record_batches(fwd: _Forward, source: InputSource, cfg: AnalysisConfig, lab
         model.train(cfg.mode == "train")
         dtype = params[0].dtype if params else torch.float32
         size = _batch_size(fwd, source, cfg, dev, dtype)
-        with record(model, pairs=cfg.pairs, weights=cfg.weights, max_lag=cfg.max_lag) as rec:
+        with record(model, pairs=cfg.pairs, weights=cfg.weights, max_lag=cfg.max_lag, transport=cfg.pairs) as rec:
             for x, y in source.batches(size, cfg.batches(size), cfg.seed):
                 x, y = fwd.first(x, y, cfg.samples - tally.samples)
                 logits = fwd.logits(x.to(dev, dtype=dtype))
@@ -285,20 +285,19 @@ def _recorded_tables(rec, cfg: AnalysisConfig) -> Dict[str, pd.DataFrame]:
     return tables
 
 
-def _transport(rec) -> Optional[Dict[str, Dict[str, np.ndarray]]]:
-    """The window predictor's inputs per layer (:func:`gradflow.theory.transport_inputs`), summed over
-    the recorded samples, or None where the recorder does not collect them."""
-    per_sample = getattr(rec, "transport_inputs", None)  # recorders without the window statistics
-    if per_sample is None:
+def _summed(per_sample: Optional[Dict[str, Dict[str, np.ndarray]]]) -> Optional[Dict[str, Dict[str, np.ndarray]]]:
+    """The window predictor's inputs per layer (:func:`gradflow.theory.transport_inputs`) summed over
+    the recorded samples (``Recorder.transport_inputs()`` keeps them per sample), or None."""
+    if not per_sample:
         return None
     return {layer: {k: (v if k == "zone_edges" else np.asarray(v).sum(axis=0)) for k, v in inputs.items()}
-            for layer, inputs in per_sample().items()}
+            for layer, inputs in per_sample.items()}
 
 
 def _theory(tables: Dict[str, pd.DataFrame], cfg: AnalysisConfig, transport, warnings: List[str]) -> pd.DataFrame:
     """The theory comparison of the recorded lag decay (never sinks a measurement: failures warn).
 
-    ``transport``: the default window model's inputs per layer (:func:`_transport`); without them the
+    ``transport``: the default window model's inputs per layer (:func:`_summed`); without them the
     theory falls back to its ``independent`` model and says so in the table's ``model`` column.
     """
     layers = tables["layers"]
@@ -371,8 +370,10 @@ def analyze_model(model: torch.nn.Module, source: InputSource, cfg: AnalysisConf
     rec, tally, batch_size = _record_batches(fwd, source, cfg, label, progress)
     tables = _recorded_tables(rec, cfg)
     warnings: List[str] = []
+    transport = None
     if cfg.pairs:
-        tables["theory"] = _theory(tables, cfg, _transport(rec), warnings)
+        transport = rec.transport_inputs() or None
+        tables["theory"] = _theory(tables, cfg, _summed(transport), warnings)
     nonfinite = int(tables["per_step"]["nonfinite"].sum())
     if nonfinite or tally.nonfinite:
         warnings.append(
@@ -381,4 +382,5 @@ def analyze_model(model: torch.nn.Module, source: InputSource, cfg: AnalysisConf
             + "; affected numbers are NaN in the tables."
         )
     meta = _meta(fwd, source, cfg, tables, tally, batch_size, warnings)
-    return Analysis(tables=tables, meta=meta, samples=rec.samples(), warnings=warnings, config=cfg)
+    return Analysis(tables=tables, meta=meta, samples=rec.samples(), transport=transport, warnings=warnings,
+                    config=cfg)

@@ -28,7 +28,9 @@ class Analysis:
     ``run``. ``meta``: what ``summary.json`` holds besides the per-layer summary (model, neuron, T, tau,
     loss, accuracy, inputs, samples, settings, versions; with several runs ``meta["runs"]`` holds each
     run's own). ``samples``: the recorder's per-sample sums that the intervals resample (None when the
-    recorder does not provide them: backward passes are resampled instead). ``warnings``: sentences
+    recorder does not provide them: backward passes are resampled instead). ``transport``: the window
+    model's per-sample inputs (``Recorder.transport_inputs()``; ``{run: ...}`` in comparisons), resampled
+    with the samples so that ``theory_error`` carries the prediction's noise. ``warnings``: sentences
     about what may make numbers unreliable (non-finite gradients, a skipped theory comparison).
     ``config``: the settings it was recorded with.
     """
@@ -36,6 +38,7 @@ class Analysis:
     tables: Dict[str, pd.DataFrame]
     meta: Dict[str, Any]
     samples: Optional[dict] = None
+    transport: Optional[dict] = None
     warnings: List[str] = field(default_factory=list)
     config: AnalysisConfig = field(default_factory=AnalysisConfig)
 
@@ -43,8 +46,8 @@ class Analysis:
     def statistics(self) -> "report.Statistics":
         """Per-layer summary and lag profile with 95% bootstrap intervals
         (:func:`gradflow.report.layer_statistics`), computed once."""
-        return report.layer_statistics(self.tables, self.samples, n_resamples=self.config.resamples,
-                                       seed=self.config.seed)
+        return report.layer_statistics(self.tables, self.samples, transport=self.transport,
+                                       n_resamples=self.config.resamples, seed=self.config.seed)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -53,7 +56,7 @@ class Analysis:
 
     def findings(self) -> List[str]:
         """The report's findings in words, one sentence per layer or comparison."""
-        return report.findings(self.summary)
+        return report.findings(self.summary, self.tables.get("layers"))
 
     @property
     def title(self) -> str:
@@ -70,7 +73,8 @@ class Analysis:
         not a previous report.
         """
         st = self.statistics
-        return report.write_report(out, summary_json=self.meta, samples=self.samples, title=title or self.title,
+        return report.write_report(out, summary_json=self.meta, samples=self.samples, transport=self.transport,
+                                   title=title or self.title,
                                    tables=dict(self.tables, summary=st.summary, lag_profile=st.profile),
                                    force=force, n_resamples=self.config.resamples, seed=self.config.seed)
 
@@ -107,8 +111,10 @@ def combine(results: Mapping[str, Analysis]) -> Analysis:
         meta[key] = {run: r.meta[key] for run, r in results.items()}
     warnings = [f"{run}: {w}" for run, r in results.items() for w in r.warnings]
     meta["warnings"] = warnings
-    samples = None
+    samples = transport = None
     if all(r.samples is not None for r in results.values()):
         samples = {run: r.samples for run, r in results.items()}
-    return Analysis(tables=tables, meta=meta, samples=samples, warnings=warnings,
+    if all(r.transport is not None for r in results.values()):
+        transport = {run: r.transport for run, r in results.items()}
+    return Analysis(tables=tables, meta=meta, samples=samples, transport=transport, warnings=warnings,
                     config=next(iter(results.values())).config)
