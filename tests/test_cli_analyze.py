@@ -278,14 +278,11 @@ def test_own_network_with_model_spec(tmp_path, monkeypatch):
 
 
 def test_window_model_inputs_are_summed_over_samples():
-    from gradflow.analysis.recording import _transport
+    from gradflow.analysis.recording import _summed
 
-    class Recorder:  # a recorder that collects the window model's inputs per sample
-        def transport_inputs(self):
-            return {"sn1": {"count": np.ones((5, 3)), "pair": np.arange(5 * 3 * 2 * 2).reshape(5, 3, 2, 2),
-                            "zone_edges": np.array([0.5, 1.5])}}
-
-    got = _transport(Recorder())["sn1"]
+    per_sample = {"sn1": {"count": np.ones((5, 3)), "pair": np.arange(5 * 3 * 2 * 2).reshape(5, 3, 2, 2),
+                          "zone_edges": np.array([0.5, 1.5])}}  # Recorder.transport_inputs(): a sample axis
+    got = _summed(per_sample)["sn1"]
     assert got["count"].tolist() == [5.0, 5.0, 5.0] and got["zone_edges"].tolist() == [0.5, 1.5]
     assert got["pair"].shape == (3, 2, 2) and got["pair"].sum() == np.arange(60).sum()
-    assert _transport(object()) is None  # a recorder without them: the theory falls back and says so
+    assert _summed({}) is None and _summed(None) is None  # nothing recorded: the theory falls back and says so
