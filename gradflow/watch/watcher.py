@@ -79,7 +79,7 @@ def _transport_rows(rec, step: int) -> Optional[pd.DataFrame]:
     """The window model's inputs of this step (``Recorder.transport_inputs()``, per-sample arrays summed
     over samples; ``zone_edges`` kept as is) as rows ``layer, inputs (JSON), train_step``; None when the
     recorder does not collect them."""
-    if not hasattr(rec, "transport_inputs"):
+    if not getattr(rec, "transport_enabled", False):
         return None
     rows = []
     for layer, inputs in rec.transport_inputs().items():
@@ -128,7 +128,7 @@ class Watch:
         # torch.compile(model) wraps the model: record the original, so layer names read as in eager code
         self._target = model._orig_mod if type(model).__name__ == "OptimizedModule" else model
         self.n_resamples, self.seed = n_resamples, int(seed)
-        self._record_kw = dict(pairs=True, weights=bool(weights), max_lag=max_lag, layers=layers)
+        self._record_kw = dict(pairs=True, weights=bool(weights), max_lag=max_lag, layers=layers, transport=True)
         record(self._target, **self._record_kw)  # validates model, max_lag and layers now, not at step N
         self.write_pairs = bool(pairs)
         self.loggers = list(loggers)
