@@ -435,20 +435,6 @@ class Recorder:
             raise UsageError("The window model's inputs were not recorded; use gradflow.record(model, transport=True).")
         return tables.transport_inputs(passes)
 
-    def _repr_html_(self) -> str:
-        """A compact per-layer summary for Jupyter (:func:`gradflow.report.notebook.recorder_html`)."""
-        # imported here so that `import gradflow.recorder` does not load the report toolkit (no cycle)
-        from ..report.notebook import recorder_html
-
-        return recorder_html(self)
-
-    def plot(self, kind: str = "lags", **options):
-        """A matplotlib Figure of the recorded tables: ``kind`` is one of lags, pairs, norms, share,
-        projection, activity (:func:`gradflow.report.notebook.plot_recorder`)."""
-        from ..report.notebook import plot_recorder
-
-        return plot_recorder(self, kind, **options)
-
     def tensors(self, layer: str, step: int = 0) -> dict:
         """The kept tensors (``keep_tensors=True``) of one layer at one step.
 
