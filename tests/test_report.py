@@ -561,7 +561,7 @@ def test_comparison_plots_colour_by_neuron_type(datasets):
     colours = {tuple(round(c, 3) for c in p.get_facecolor()[:3]) for p in ax.patches}
     expected = {tuple(round(c, 3) for c in mcolors.to_rgb(schema.NEURON_COLORS[n])) for n in ("lif", "clif")}
     assert colours == expected
-    assert [x.get_text() for x in ax.get_legend().get_texts()] == ["LIF", "CLIF"]
+    assert [x.get_text() for x in ax.get_legend().get_texts()] == ["LIF", "CLIF", "95% bootstrap interval"]
 
 
 @pytest.mark.parametrize("dataset", ["plain", "17_layers_T32", "comparison", "one_layer_T1", "all_nonfinite",

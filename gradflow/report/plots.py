@@ -239,13 +239,24 @@ def _per_layer_values(s: pd.DataFrame, column: str, layers: Sequence[str]) -> np
 
 
 _SHARE_LABELS = {
-    "temporal_share": ("temporal share of the input-current gradient (%, sign-blind)",
+    "temporal_share": ("temporal share (%, sign-blind)",
                        "Temporal share of the input-current gradient per layer (sign-blind)"),
-    "weight_temporal_projection": ("temporal projection of the weight gradient (%)",
+    "weight_temporal_projection": ("temporal projection (%)",
                                    "Weight update carried by the temporal gradient, per layer"),
-    "weight_temporal_share": ("temporal share of the weight gradient (%, sign-blind)",
+    "weight_temporal_share": ("weight temporal share (%, sign-blind)",
                               "Temporal share of the weight gradient per layer (sign-blind)"),
 }
+
+
+def _value_labels(ax, xs, v, lo, hi) -> None:
+    """Each bar's percentage just beyond its bar and its interval (above for positive, below for negative)."""
+    for x, p, a, b in zip(xs, v, lo, hi):
+        if not np.isfinite(p):
+            continue
+        up = p >= 0
+        y = max(p, b) if up and np.isfinite(b) else min(p, a) if not up and np.isfinite(a) else p
+        ax.annotate(f"{p:.0f}%" if abs(p) >= 1 or p == 0 else f"{p:.1f}%", (x, y), xytext=(0, 2 if up else -2),
+                    textcoords="offset points", ha="center", va="bottom" if up else "top", fontsize="x-small")
 
 
 def _error_bars(ax, xs, v, lo, hi, color) -> int:
@@ -290,11 +301,10 @@ def plot_temporal_share(
         ok = np.isfinite(v)
         xs = x - 0.4 + width * (i + 0.5)
         if ok.any():
-            bars = ax.bar(xs[ok], v[ok], width * 0.92, color=st["color"], hatch=st["hatch"],
+            ax.bar(xs[ok], v[ok], width * 0.92, color=st["color"], hatch=st["hatch"],
                           edgecolor="white" if not st["hatch"] else "0.2", linewidth=0.5, label=st["label"])
             if show_values:
-                ax.bar_label(bars, labels=[f"{p:.0f}%" if abs(p) >= 1 or p == 0 else f"{p:.1f}%" for p in v[ok]],
-                             fontsize="x-small", padding=1.5)
+                _value_labels(ax, xs, v, lo, hi)
             drawn += int(ok.sum())
             n_ci += _error_bars(ax, xs, v, lo, hi, st["color"])
             both = np.concatenate([v[ok], hi[ok & np.isfinite(hi)], lo[ok & np.isfinite(lo)]])
@@ -316,15 +326,14 @@ def plot_temporal_share(
     ax.set_title(title if title is not None else default_title)
     if not drawn:
         nothing(ax)
-    elif len(styles) > 1:
-        ax.legend(fontsize="small", frameon=False)
-    notes = []
-    if n_ci:
-        notes.append("error bars: 95% bootstrap intervals")
+    elif len(styles) > 1 or n_ci:
+        handles = ax.get_legend_handles_labels()[0] if len(styles) > 1 else []
+        if n_ci:
+            handles.append(Line2D([], [], color="0.15", marker="|", markersize=9, linestyle="none",
+                                  label="95% bootstrap interval"))
+        ax.legend(handles=handles, fontsize="small", frameon=False)
     if missing:
-        notes.append(f"n/a: {missing} missing or non-finite value{'s' if missing != 1 else ''}")
-    if notes:
-        add_note(ax, "; ".join(notes))
+        add_note(ax, f"n/a: {missing} missing or non-finite value{'s' if missing != 1 else ''}")
     ax.grid(axis="y", alpha=0.3)
     return ax
 
