@@ -47,8 +47,9 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- neurons and surrogates
 
-#: Neuron kinds gradflow implements (``neuron`` column values).
-NEURON_KINDS: Tuple[str, ...] = ("lif", "clif", "plif")
+#: Neuron kinds of the built-in architectures (``neuron`` column values; ``if`` is LIF without leak,
+#: ``tau = inf``). Adapted snnTorch layers report their own kinds (``lif_ral``, ``lif_noreset``).
+NEURON_KINDS: Tuple[str, ...] = ("lif", "clif", "plif", "if")
 
 #: Surrogate gradients and their default width parameter ``alpha`` (see docs/reference.md, Neurons).
 SURROGATE_DEFAULT_ALPHA: Dict[str, float] = {"rectangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "triangle": 1.0}

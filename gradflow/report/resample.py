@@ -387,7 +387,7 @@ def layer_row(
     ``max_lag``, ``tau``, the weight statistics, ``temporal_zero_fraction`` and ``nonfinite``.
     """
     T = _layer_T(per_step)
-    gamma = 1.0 - 1.0 / tau if np.isfinite(tau) and tau > 0 else None
+    gamma = (1.0 - 1.0 / tau) if (tau > 0 if np.isfinite(tau) else tau == math.inf) else None  # IF: tau = inf, gamma = 1
     tr = transport_units(transport, gamma)
     if samples is not None and len(field(samples, "spatial_sq")):
         units = units_from_samples(samples, tr)

@@ -147,10 +147,16 @@ def _of(per_layer: Optional[Mapping], run: Optional[Hashable], layer: str):
 
 
 def _tau(ps: pd.DataFrame, layers: Optional[pd.DataFrame]) -> float:
-    """The layer's time constant: the mean of ``per_step.tau`` (PLIF: learned), else ``layers.tau``, else NaN."""
+    """The layer's time constant: the mean of ``per_step.tau`` (PLIF: learned), else ``layers.tau``, else NaN.
+
+    ``inf`` (an IF layer, which does not leak) is kept: its ``gamma = 1 - 1/tau`` is 1.
+    """
     for d in (ps, layers):
         if d is not None and not d.empty and "tau" in d.columns:
-            v = finite_or_nan(d["tau"])
+            v = as_float(d["tau"])
+            if (v == math.inf).all():
+                return math.inf
+            v = finite_or_nan(v)
             if np.isfinite(v).any():
                 return float(np.nanmean(v))
     return math.nan

@@ -383,10 +383,13 @@ def clif_memory(u, *, tau: float = 2.0, v_threshold: float = 1.0) -> np.ndarray:
 
 
 def _check_neuron(neuron: str) -> str:
-    """Normalise a neuron name: ``lif``/``plif`` -> ``lif``-like dynamics, ``clif``."""
+    """Normalise a neuron name: ``lif``/``plif``/``if`` -> ``lif``-like dynamics, ``clif``.
+
+    ``if`` (integrate-and-fire) is LIF without leak: its layers carry ``tau = inf``, so ``gamma = 1``.
+    """
     n = str(neuron).lower()
-    if n not in ("lif", "plif", "clif"):
-        raise TheoryError(f"unknown neuron {neuron!r}; expected 'lif', 'plif' or 'clif'")
+    if n not in ("lif", "plif", "if", "clif"):
+        raise TheoryError(f"unknown neuron {neuron!r}; expected 'lif', 'plif', 'if' or 'clif'")
     return "clif" if n == "clif" else "lif"
 
 
