@@ -120,7 +120,7 @@ def test_no_arguments_shows_help_with_exit_code_2():
     (["analyze", "--surrogate", "relu"], "Unknown surrogate 'relu'; choose one of rectangle, sigmoid, atan, triangle "
                                          "(--surrogate)."),
     (["train", "--optimizer", "rmsprop"], "Unknown optimizer 'rmsprop'; choose one of sgd, adam (--optimizer)."),
-    (["train", "--switch-to", "izh"], "Unknown neuron 'izh'; choose one of lif, clif, plif (--switch-to)."),
+    (["train", "--switch-to", "izh"], "Unknown neuron 'izh'; choose one of lif, clif, plif, if (--switch-to)."),
     (["analyze", "--arch", "resnet9"], "Unknown architecture 'resnet9'; choose one of mlp, snn5_noAP"),
     (["bench", "--part", "everything"], "Unknown part 'everything'; choose one of all, neurons, training (--part)."),
     (["analyze", "--samples", "many"], "--samples"),
