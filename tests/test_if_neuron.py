@@ -27,3 +27,19 @@ def test_if_is_a_built_in_kind_and_the_theory_handles_no_leak(tmp_path):
     np.testing.assert_allclose(row["relative_1"], math.sqrt(row["one_step_survival"]), rtol=1e-6)  # float32 model
     out = res.write(tmp_path / "report")
     assert (out / "index.html").is_file()
+
+
+def test_the_cli_trains_and_analyses_an_if_network(tmp_path):
+    """--tau keeps its default 2.0 on the command line; an IF network ignores it (no leak)."""
+    from typer.testing import CliRunner
+
+    from gradflow_cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--neuron", "if", "--epochs", "1", "--n-train", "64", "--n-test", "32",
+                              "--widths", "8", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["analyze", str(tmp_path / "run" / "model.pt"), "--samples", "32",
+                              "--out", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "report" / "summary.csv").is_file()

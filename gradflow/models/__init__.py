@@ -153,6 +153,8 @@ def _checked_neuron_options(kind: str, given: Dict[str, Any]) -> Dict[str, Any]:
         out.setdefault("alpha", sur.alpha)
     if "init_tau" in out and kind != "plif":
         raise UsageError(f"init_tau applies to PLIF neurons only; use tau for {kind} neurons.")
+    if kind == "if":
+        out.pop("tau", None)  # an IF neuron has no leak (tau = inf): a time constant does not apply
     try:
         build_neuron(kind, **out)
     except TypeError as err:
