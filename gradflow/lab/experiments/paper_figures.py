@@ -24,6 +24,9 @@ from .paper_runs import POINTS, VARIANTS, paired
 
 __all__ = ["plot_paper_claim", "plot_t_sweep", "variant_style"]
 
+#: Short tick labels of the variants.
+SHORT = {"lif": "LIF", "clif": "CLIF", "lif_dr": "LIF\n+dr", "clif_nom": "CLIF\nno m"}
+
 #: Contrasts drawn in ``contrasts.png``, top to bottom.
 SHOWN_CONTRASTS = ("P1", "P2", "P3", "P4", "edge_full")
 
@@ -47,7 +50,7 @@ def _t_interval(values: np.ndarray):
 
 def _accuracy(runs: pd.DataFrame, out: str) -> None:
     groups = list(runs.groupby(["arch", "T", "alpha"], sort=False))
-    fig = Figure(figsize=(4.2 * len(groups), 3.8))
+    fig = Figure(figsize=(3.4 * len(groups), 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False)[0])
     for ax, (key, d) in zip(axes, groups):
         for i, variant in enumerate(VARIANTS):
@@ -63,10 +66,9 @@ def _accuracy(runs: pd.DataFrame, out: str) -> None:
                 ax.errorbar([x], [m], yerr=yerr, marker=st["marker"], color=st["color"], capsize=3,
                             mfc=st["color"] if bptt == "full" else "white")
         ax.set_xticks(range(len(VARIANTS)))
-        ax.set_xticklabels([v.label.replace(", ", "\n").replace(" + ", "\n+ ") for v in VARIANTS.values()],
-                           fontsize=7)
+        ax.set_xticklabels([SHORT.get(v, v) for v in VARIANTS], fontsize=8)
         ax.set_title(_panel_title(key), fontsize=9)
-        ax.set_ylabel("test accuracy (open: k=1, filled: full BPTT)")
+    axes[0].set_ylabel("test accuracy (open: k=1, filled: full BPTT)")
     save_figure(fig, out, "accuracy")
 
 
@@ -75,7 +77,7 @@ def _contrasts(contrasts: pd.DataFrame, out: str) -> None:
     groups = list(c.groupby(["arch", "T", "alpha"], sort=False))
     if not groups:
         return
-    fig = Figure(figsize=(4.2 * len(groups), 3.2))
+    fig = Figure(figsize=(3.4 * len(groups), 3.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False, sharex=True)[0])
     for ax, (key, d) in zip(axes, groups):
         d = d.set_index("contrast").reindex(SHOWN_CONTRASTS).dropna(subset=["mean"])
@@ -98,7 +100,7 @@ def _relative_1(fs: pd.DataFrame, out: str) -> None:
     if not groups:
         return
     n_layers = int(fs.layer_index.max()) + 1
-    fig = Figure(figsize=(3.6 * n_layers, 3.0 * len(groups)))
+    fig = Figure(figsize=(3.8 * n_layers, 2.8 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), n_layers, squeeze=False)
     for r, (key, d) in enumerate(groups):
         for li, dl in d.groupby("layer_index"):
@@ -112,8 +114,8 @@ def _relative_1(fs: pd.DataFrame, out: str) -> None:
                 ax.fill_between(x, dv.relative_1_ci_low, dv.relative_1_ci_high, color=st["color"], alpha=0.15)
                 ax.set_xticks(x)
                 ax.set_xticklabels(dv.index)
-            ax.set_title(f"{_panel_title(key)}\n{dl.layer.iloc[0]}", fontsize=8)
-            ax.set_ylabel("relative_1 (full BPTT runs)")
+            ax.set_title(f"{_panel_title(key)}, {dl.layer.iloc[0]}", fontsize=8)
+            ax.set_ylabel("relative_1 (full BPTT)", fontsize=8)
     axes[0, 0].legend(fontsize=7)
     save_figure(fig, out, "relative_1")
 
@@ -129,7 +131,7 @@ def plot_t_sweep(summary: pd.DataFrame, flow_summary: pd.DataFrame, out: str) ->
     """``t_sweep.png``: accuracy vs T and end-of-training ``relative_1`` per layer vs T, LIF vs CLIF."""
     end = flow_summary[flow_summary.point == "end"]
     n_layers = int(end.layer_index.max()) + 1 if len(end) else 0
-    fig = Figure(figsize=(4.0 * (1 + n_layers), 3.6))
+    fig = Figure(figsize=(4.0 * (1 + n_layers), 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, 1 + n_layers, squeeze=False)[0])
     for variant, d in summary.groupby("variant", sort=False):
         st = variant_style(variant)
