@@ -116,8 +116,9 @@ SwitchToOption = Annotated[Optional[Neuron], typer.Option(
 AtEpochOption = Annotated[Optional[int], typer.Option(
     help="The epoch after which --switch-to happens.", rich_help_panel=OPTIMISATION)]
 RecordEveryOption = Annotated[Optional[int], typer.Option(
-    help="Every N epochs (and before training), record the gradient flow on a fixed probe batch and write "
-    "per_step.csv, lags.csv, weights.csv with an epoch column.", show_default=False,
+    help="Every N epochs (and before training), record the gradient flow on a fixed probe batch into --out "
+    "as a watched run (per_step, lags, weights, layers, transport and summary tables with a train_step "
+    "column, watch.json) that `gradflow report` reads.", show_default=False,
     rich_help_panel=RECORDING)]
 RecordBatchOption = Annotated[int, typer.Option(
     help="Probe batch size for --record-every.", rich_help_panel=RECORDING)]

@@ -1,4 +1,4 @@
-"""Spike functions with surrogate gradients (SPEC §1).
+"""Spike functions with surrogate gradients (docs/reference.md, Surrogates).
 
 The forward pass is the Heaviside step ``H(x) = 1 if x >= 0 else 0`` of ``x = u - theta``; the
 backward pass multiplies the incoming gradient by a surrogate derivative ``sg(x)``:

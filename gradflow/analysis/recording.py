@@ -81,7 +81,8 @@ def _layer_sizes(fwd: _Forward, x: torch.Tensor) -> List[int]:
     sizes: Dict[int, int] = {}
 
     def count(mod, inp, out):
-        sizes[id(mod)] = sizes.get(id(mod), 0) + out.numel()
+        spikes = out[0] if isinstance(out, (tuple, list)) else out  # snnTorch's Leaky returns (spk, mem)
+        sizes[id(mod)] = sizes.get(id(mod), 0) + spikes.numel()
 
     handles = [m.register_forward_hook(count) for m in fwd.model.modules() if isinstance(m, SpikingNeuron)]
     try:
@@ -302,7 +303,10 @@ def _theory(tables: Dict[str, pd.DataFrame], cfg: AnalysisConfig, transport, war
     """
     layers = tables["layers"]
     first = layers.iloc[0]
-    options = {} if cfg.theory_model is None else {"model": cfg.theory_model}
+    # the Monte Carlo 'simulation' comparison costs seconds per layer; analyze compares with 'independent'
+    options = {"extra_models": ("independent",)}
+    if cfg.theory_model is not None:
+        options["model"] = cfg.theory_model
     if transport is not None:
         options["transport"] = transport
     try:

@@ -117,7 +117,7 @@ class StepwiseNeuron(nn.Module):
     This is how the official CLIF code (``ComplementaryLIFNeuron``) and SpikingJelly's single-step
     torch backend run a neuron: the module keeps ``v`` (and ``m``) as attributes between calls,
     every call charges, fires with a surrogate spike function and resets, and autograd records each
-    op. Call :meth:`reset` before a new sequence. Soft reset, ``decay_input=False`` (SPEC §1).
+    op. Call :meth:`reset` before a new sequence. Soft reset, ``decay_input=False`` (docs/reference.md, Neurons).
     """
 
     def __init__(self, kind: str = "lif", tau: float = 2.0, v_threshold: float = 1.0,
