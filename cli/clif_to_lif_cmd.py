@@ -1,5 +1,5 @@
 """``gradflow clif-to-lif``: run a CLIF-trained checkpoint with LIF neurons (a thin command over
-:func:`gradflow.train.clif_to_lif`)."""
+:func:`gradflow.transfer.clif_to_lif`)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def clif_to_lif_command(
     Reference rows: CLIF as trained, and LIF with the soft reset.
     """
     # imported here to keep `gradflow --help` quick (torch loads only when a command runs)
-    from gradflow.train import DEFAULT_RESETS, clif_to_lif
+    from gradflow.transfer import DEFAULT_RESETS, clif_to_lif
 
     df = clif_to_lif(checkpoint, tuple(reset_value) if reset_value else DEFAULT_RESETS, n_test=n_test, seed=seed)
     if out is not None:

@@ -12,7 +12,8 @@ from gradflow.errors import DataError, UsageError
 from gradflow.io.checkpoints import load_checkpoint, save_checkpoint
 from gradflow.losses import ce_over_time
 from gradflow.neurons import CLIFState, LIFState, NeuronParams, clif_step, lif_step
-from gradflow.train import TrainConfig, clif_to_lif, set_truncation, swap_neurons, train
+from gradflow.train import TrainConfig, set_truncation, swap_neurons, train
+from gradflow.transfer import clif_to_lif
 from gradflow_cli.main import app
 
 TINY = "delay:delay=0,num_classes=2,group=2"

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ...io import checkpoints
-from ...train import DEFAULT_RESETS, clif_to_lif
+from ...transfer import DEFAULT_RESETS, clif_to_lif
 from .common import Log, color, grid, save_figure, summarize_runs
 
 __all__ = ["run_clif_to_lif"]
