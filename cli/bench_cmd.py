@@ -92,6 +92,11 @@ def bench_command(
         if rows:
             echo("")
             echo(table(rows, list(headers), formats=formats, headers=headers))
+    if res["watch"]:  # imported here, like run_bench, to keep `gradflow --help` quick
+        from gradflow.lab.watch_bench import watch_table
+
+        echo("")
+        echo(watch_table(res["watch"]))
     echo("")
     for name, tgt in res["targets"].items():
         if tgt["value"] is not None:

@@ -40,7 +40,8 @@ TheoryNeuron = choices("TheoryNeuron", schema.THEORY_NEURONS)
 ExperimentName = choices("ExperimentName", EXPERIMENTS)
 
 #: What ``gradflow bench --part`` runs: the parts of :func:`gradflow.lab.bench.run_bench`.
-BENCH_PARTS = {"all": ("neurons", "training"), "neurons": ("neurons",), "training": ("training",)}
+BENCH_PARTS = {"all": ("neurons", "training"), "neurons": ("neurons",), "training": ("training",),
+               "watch": ("watch",)}
 BenchPart = choices("BenchPart", BENCH_PARTS)
 
 

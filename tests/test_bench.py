@@ -128,3 +128,14 @@ def test_gpu_check_without_a_gpu():
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="CUDA"):
             gc.run("unused")
+
+
+def test_bench_part_watch_reports_the_watch_overhead():
+    """`gradflow bench --part watch` runs the watch benchmark (gradflow.lab.watch_bench) and prints its table."""
+    from typer.testing import CliRunner
+
+    from gradflow_cli.main import app
+
+    res = CliRunner().invoke(app, ["bench", "--quick", "--part", "watch"])
+    assert res.exit_code == 0, res.output
+    assert "rec. step ms" in res.output and "spiking_resnet18" in res.output

@@ -62,6 +62,7 @@ from torch import nn
 from ..errors import UsageError
 from ..neurons import build_neuron
 from ..surrogate import Surrogate, spike
+from .watch_bench import WATCH_MODELS, WATCH_QUICK_MODELS, watch_bench
 
 __all__ = [
     "NEURON_VARIANTS",
@@ -529,10 +530,12 @@ def run_bench(
     isolated: bool = False,
     log: Optional[Callable[[str], None]] = None,
 ) -> dict:
-    """Both benchmarks with the ``--quick`` or full settings; a JSON-ready dict.
+    """The benchmarks named in ``parts`` (``neurons``, ``training``, ``watch``) with the ``--quick`` or
+    full settings; a JSON-ready dict.
 
-    Keys: ``meta`` (versions, device, threads, dtype, methods, settings), ``neurons`` and
-    ``training`` (lists of row dicts, :data:`NEURON_COLUMNS` / :data:`TRAIN_COLUMNS`) and
+    Keys: ``meta`` (versions, device, threads, dtype, methods, settings), ``neurons``, ``training``
+    and ``watch`` (lists of row dicts, :data:`NEURON_COLUMNS` / :data:`TRAIN_COLUMNS` /
+    :data:`gradflow.lab.watch_bench.WATCH_COLUMNS`: the overhead of ``gradflow.watch(every=100)``) and
     ``targets`` (see :func:`targets`). ``threads`` sets ``torch.set_num_threads`` (CPU) for the run
     and its subprocesses; None keeps torch's default.
     """
@@ -574,11 +577,16 @@ def run_bench(
     if "training" in parts:
         tb = training_bench(cfg["models"], cfg["train_neurons"], device=device, repeats=cfg["train_repeats"],
                             warmup=cfg["train_warmup"], threads=threads, peak=peak, isolated=isolated, log=log)
+    wb = None
+    if "watch" in parts:
+        wb = watch_bench(WATCH_QUICK_MODELS if quick else WATCH_MODELS, threads=threads, log=log,
+                         **(dict(steps=20, every=10, probe_steps=2, repeats=1) if quick else {}))
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return {
         "meta": meta,
         "neurons": [] if nb is None else _records(nb),
         "training": [] if tb is None else _records(tb),
+        "watch": [] if wb is None else _records(wb),
         "targets": targets(nb, tb),
     }
 

@@ -191,7 +191,8 @@ def watch_table(rows) -> str:
             f"{'est. %':>7} {'direct %':>8}")
     lines = [head, "-" * len(head)]
     for r in (rows.to_dict("records") if hasattr(rows, "to_dict") else rows):
-        direct = "-" if math.isnan(r["direct_overhead_pct"]) else f"{r['direct_overhead_pct']:8.2f}"
+        d = r["direct_overhead_pct"]
+        direct = "-" if d is None or math.isnan(d) else f"{d:8.2f}"  # JSON rows carry None for NaN
         lines.append(f"{r['model']:17} {r['neuron']:6} {r['T']:>2} {r['batch']:>5} {r['step_ms']:9.1f} "
                      f"{r['recorded_step_ms']:12.1f} {r['hook_us']:8.1f} {r['estimated_overhead_pct']:7.2f} {direct:>8}")
     return "\n".join(lines)
