@@ -229,8 +229,11 @@ def test_quick_paper_claim_on_a_cifar_directory(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_paper_claim_with_spiking_resnet18_on_cifar(tmp_path):
+def test_one_spiking_resnet18_run_on_cifar(tmp_path):
+    """The scale path end to end on a tiny CIFAR directory: one ResNet-18 run, trained and measured."""
     root = _fake_cifar(tmp_path / "cifar")
-    tables = run_paper_claim(str(tmp_path / "out"), [0], True, None, data=f"cifar10:{root}",
-                             arch="spiking_resnet18")
-    assert set(tables["runs"].arch) == {"spiking_resnet18"} and tables["flow"].layer_index.max() == 16
+    spec = RunSpec(arch="spiking_resnet18", data=f"cifar10:{root}", T=2, variant="clif_nom", epochs=1,
+                   n_train=16, n_test=8, probe=8, passes=2, n_resamples=20, measure=("end",))
+    res = train_and_measure(spec)
+    assert res.run["arch"] == "spiking_resnet18" and 0.0 <= res.run["test_accuracy"] <= 1.0
+    assert len(res.flow) == 17 and all(r["point"] == "end" and r["samples"] == 8 for r in res.flow)
