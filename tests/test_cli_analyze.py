@@ -3,6 +3,7 @@ files, columns, embedded figures, loss, sample counts, batches, rendering, forma
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -252,8 +253,11 @@ class Net(torch.nn.Module):
 def test_own_network_with_model_spec(tmp_path, monkeypatch):
     (tmp_path / "net.py").write_text(USER_NET)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from net import Net
+    # load this file under a name of its own: another test may have imported a different `net` module
+    spec = importlib.util.spec_from_file_location("_user_net_for_model_spec", tmp_path / "net.py")
+    user = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(user)
+    Net = user.Net
     from gradflow.losses import ce_over_time
 
     torch.manual_seed(0)
