@@ -36,7 +36,8 @@ QuickOption = Annotated[bool, typer.Option(
     "--quick", help="A small run (seconds): small sizes, T in {4, 8}, a tiny MLP and a batch-1, T=2 "
     "ResNet-18.", rich_help_panel=RUN)]
 PartOption = Annotated[BenchPart, typer.Option(
-    help="all, neurons (one neuron layer) or training (a training step, plain vs recorded).",
+    help="all (neurons and training), neurons (one neuron layer), training (a training step, plain vs "
+    "recorded) or watch (the overhead of gradflow.watch in a training loop).",
     rich_help_panel=RUN)]
 DeviceOption = Annotated[str, typer.Option(
     help="torch device: cpu, or cuda when a GPU is present (timed with CUDA events).", rich_help_panel=RUN)]

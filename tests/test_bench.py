@@ -57,7 +57,8 @@ def test_bench_quick_writes_json(tmp_path):
     assert res.exit_code == 0, res.output
     assert "speedup" in res.output and "x plain" in res.output
     data = json.loads(out.read_text())
-    assert set(data) == {"meta", "neurons", "training", "targets"}
+    assert set(data) == {"meta", "neurons", "training", "watch", "targets"}
+    assert data["watch"] == []  # the watch part runs only when asked for (--part watch)
     meta = data["meta"]
     for key in ("quick", "device", "threads", "torch", "timing", "memory_saved", "memory_peak", "settings", "models"):
         assert key in meta

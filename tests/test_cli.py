@@ -39,7 +39,7 @@ CHOICES = [
     ("theory", "--reset", schema.RESETS),
     ("theory", "--neuron", ("lif", "clif", "both")),
     ("experiment", "experiment", tuple(EXPERIMENTS)),
-    ("bench", "--part", ("all", "neurons", "training")),
+    ("bench", "--part", ("all", "neurons", "training", "watch")),
 ]
 
 
@@ -122,7 +122,7 @@ def test_no_arguments_shows_help_with_exit_code_2():
     (["train", "--optimizer", "rmsprop"], "Unknown optimizer 'rmsprop'; choose one of sgd, adam (--optimizer)."),
     (["train", "--switch-to", "izh"], "Unknown neuron 'izh'; choose one of lif, clif, plif, if (--switch-to)."),
     (["analyze", "--arch", "resnet9"], "Unknown architecture 'resnet9'; choose one of mlp, snn5_noAP"),
-    (["bench", "--part", "everything"], "Unknown part 'everything'; choose one of all, neurons, training (--part)."),
+    (["bench", "--part", "everything"], "Unknown part 'everything'; choose one of all, neurons, training, watch (--part)."),
     (["analyze", "--samples", "many"], "--samples"),
     (["analyze", "--bogus"], "No such option: --bogus"),
     (["clif-to-lif"], "Missing argument"),
