@@ -195,12 +195,10 @@ class Recorder:
         ps.release()
 
     # ------------------------------------------------------------------ forward side
-    def _observe(self, module: SpikingNeuron, trace: NeuronTrace) -> None:
-        """Step observer: called after each forward of any neuron of the model."""
-        if not trace.spikes.requires_grad:
-            return  # no graph (no_grad / frozen), nothing to record
-        if trace.t is not None:
-            return self._observe_step(module, trace)
+    def _enter(self, module: SpikingNeuron, trace: NeuronTrace):
+        """What every forward (or single step) of a neuron does first: find the weight-split region of a
+        recorded layer, remember the spike output as a region boundary, and number the layer in forward
+        order. Returns ``(key, region)`` for a recorded layer, None for one that is not recorded."""
         key = id(module)
         region = None
         if self.weights_enabled and key in self._selected:
@@ -209,9 +207,21 @@ class Recorder:
         self._boundaries.setdefault(key, collections.deque(maxlen=_BOUNDARIES_PER_MODULE)).append(
             trace.spikes.grad_fn)
         if key not in self._selected:
-            return
+            return None
         if key not in self._order:
             self._order[key] = len(self._order)
+        return key, region
+
+    def _observe(self, module: SpikingNeuron, trace: NeuronTrace) -> None:
+        """Step observer: called after each forward of any neuron of the model."""
+        if not trace.spikes.requires_grad:
+            return  # no graph (no_grad / frozen), nothing to record
+        if trace.t is not None:
+            return self._observe_step(module, trace)
+        entered = self._enter(module, trace)
+        if entered is None:
+            return
+        key, region = entered
         for old in self._pending.pop(key, []):  # a new forward forgets forwards never back-propagated
             self._release(old)
         x = trace.x
@@ -238,17 +248,10 @@ class Recorder:
     def _observe_step(self, module: SpikingNeuron, trace: NeuronTrace) -> None:
         """One step of a single-step neuron: add it to the layer's open sequence (module docstring of
         :mod:`gradflow.recorder.single`)."""
-        key = id(module)
-        region = None
-        if self.weights_enabled and key in self._selected:
-            boundaries = {fn for dq in self._boundaries.values() for fn in dq}
-            region = find_region(trace.x, boundaries, self._param_names)
-        self._boundaries.setdefault(key, collections.deque(maxlen=_BOUNDARIES_PER_MODULE)).append(
-            trace.spikes.grad_fn)
-        if key not in self._selected:
+        entered = self._enter(module, trace)
+        if entered is None:
             return
-        if key not in self._order:
-            self._order[key] = len(self._order)
+        key, region = entered
         ps = self._open.get(key)
         if ps is None or trace.t == 0 or ps.frozen:
             if ps is not None and not ps.frozen:  # a sequence never back-propagated
