@@ -63,3 +63,27 @@ def test_samples_of_several_passes_are_concatenated():
     got = rec.transport_inputs()["sn1"]
     assert got["occupancy"].shape[:2] == (11, 5)
     np.testing.assert_allclose(got["occupancy"].sum(axis=2), 12.0)  # every neuron is in one zone
+
+
+@pytest.mark.parametrize("kind", ["lif", "clif"])
+def test_pooled_transport_is_the_per_sample_sums_added(kind):
+    net = _net(kind, "rectangle", 2)
+    x = torch.rand(6, 9, 5, dtype=torch.float64) * 2.5
+    got = {}
+    for mode in (True, "pooled"):
+        with gradflow.record(net, transport=mode, weights=False) as rec:
+            for _ in range(2):   # two passes: pooled keeps one row per pass
+                _forward(net, x).square().sum().backward()
+        got[mode] = rec.transport_inputs()["sn1"]
+    assert got[True]["count"].shape == (18, 6) and got["pooled"]["count"].shape == (2, 6)
+    for key in INPUT_KEYS:
+        if key == "zone_edges":
+            np.testing.assert_array_equal(got["pooled"][key], got[True][key])
+            continue
+        np.testing.assert_allclose(got["pooled"][key], got[True][key].reshape((2, 9) + got[True][key].shape[1:]).sum(1),
+                                   rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+def test_transport_mode_is_checked():
+    with pytest.raises(gradflow.UsageError, match="transport must be"):
+        gradflow.record(_net("lif", "rectangle", None), transport="per-layer")

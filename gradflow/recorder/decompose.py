@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import torch
 
@@ -161,12 +161,13 @@ def stack_steps(tensors: List[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, given=None,
-             transport: bool = False):
+             transport: Union[bool, str] = False):
     """All ``delta[t]`` of the pass are known: compute everything on the device (no host sync).
 
     Step by step, on the tensors of each step (no copy of the whole sequence). ``given = (g_out, P,
     temporal, delta)`` ``[T, N, ...]`` comes from a fused neuron's backward (the same adjoint). With
-    ``transport``, the window model's per-sample sums (:func:`.transport.transport_sums`) are kept too.
+    ``transport``, the window model's per-sample sums (:func:`.transport.transport_sums`) are kept too
+    (``"pooled"``: summed over the pass's samples).
     Returns ``(P, temporal)`` as lists of T step tensors (``temporal[t]`` None where it is exactly 0).
     """
     trace, kind, p, k, T, n = ps.trace, ps.kind, ps.params, ps.k, ps.T, ps.n
@@ -243,7 +244,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
     if transport:
         ps.transport = transport_sums(
             us, Ps, [kind.dense(j)["vu"] for j in jacs], ps.cut, n=n, v_threshold=p.v_threshold,
-            surrogate=p.surrogate.name, alpha=p.surrogate.alpha,
+            surrogate=p.surrogate.name, alpha=p.surrogate.alpha, pooled=transport == "pooled",
         )
     if keep:
         z = torch.zeros_like(us[0])

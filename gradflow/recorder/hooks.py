@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import collections
 import warnings
-from typing import Deque, Dict, List, Optional, Sequence
+from typing import Deque, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,9 @@ class Recorder:
         occupancies and transitions, the zone split of the spatial gradient one step back;
         :mod:`gradflow.recorder.transport`), for :meth:`transport_inputs`. Costs a few bincounts per
         layer and step and :func:`~gradflow.recorder.transport.transport_bytes` per sample.
+        ``"pooled"``: the same sums added over each backward pass's samples on the device (one row
+        per pass instead of one per sample: what a training monitor needs, with no resampling of the
+        prediction); ``transport_bytes`` per pass.
     """
 
     def __init__(
@@ -85,10 +88,12 @@ class Recorder:
         max_lag: Optional[int] = None,
         layers: Optional[Sequence[str]] = None,
         keep_tensors: bool = False,
-        transport: bool = False,
+        transport: Union[bool, str] = False,
     ):
         if not isinstance(model, nn.Module):
             raise UsageError(f"gradflow.record expects a torch.nn.Module, got {type(model).__name__}.")
+        if transport not in (False, True, "pooled"):
+            raise UsageError(f"transport must be False, True or 'pooled', got {transport!r}.")
         if max_lag is not None and (isinstance(max_lag, bool) or not isinstance(max_lag, int) or max_lag < 0):
             raise UsageError(f"max_lag must be a non-negative integer, got {max_lag!r}.")
         self.model = model
@@ -97,6 +102,7 @@ class Recorder:
         self.max_lag = max_lag
         self.keep_tensors = bool(keep_tensors)
         self.transport_enabled = bool(transport)
+        self.transport_mode = "pooled" if transport == "pooled" else bool(transport)
         found = [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
         if not found:
             hint = ""
@@ -354,7 +360,7 @@ class Recorder:
         if getattr(ps, "single", False):
             given = single.assemble(ps) or given
         P, temporal = finalize(ps, pairs=self.pairs_enabled, max_lag=self.max_lag, keep=self.keep_tensors,
-                               given=given, transport=self.transport_enabled)
+                               given=given, transport=self.transport_mode)
         if ps.region is not None:
             start_weight_split(ps, P, temporal)
         ps.deltas = []
@@ -425,7 +431,8 @@ class Recorder:
         return tables.samples(self._collect(), self.pairs_enabled)
 
     def transport_inputs(self) -> Dict[str, Dict[str, np.ndarray]]:
-        """Per layer, the ``window`` predictor's inputs with a leading sample axis (``transport=True``).
+        """Per layer, the ``window`` predictor's inputs with a leading sample axis (``transport=True``;
+        with ``transport="pooled"`` the leading axis has one row per backward pass).
 
         Each dict has the keys of :func:`gradflow.theory.window.transport_inputs` (``count`` ``[n, T]``,
         ``occupancy`` ``[n, T, Z]``, ..., ``triple`` ``[n, T, Z, Z, Z]``, and the shared ``zone_edges``);
@@ -484,7 +491,7 @@ def record(
     max_lag: Optional[int] = None,
     layers: Optional[Sequence[str]] = None,
     keep_tensors: bool = False,
-    transport: bool = False,
+    transport: Union[bool, str] = False,
 ) -> Recorder:
     """Record the gradient flow of every gradflow neuron in ``model`` while the ``with`` block runs.
 

@@ -86,22 +86,18 @@ def per_step(passes: List[LayerPass]) -> pd.DataFrame:
     a = _allreduce(torch.cat(parts))
     n = np.where(a[:, 0] > 0, a[:, 0], np.nan)
     counts = [ps.T for ps in passes]
-    df = pd.DataFrame(_ids(passes, counts))
-    df.insert(3, "neuron", [ps.kind.name for ps in passes for _ in range(ps.T)])
-    df.insert(4, "t", np.concatenate([np.arange(ps.T) for ps in passes]))
-    df["firing_rate"] = a[:, 1] / n
-    df["window_fraction"] = a[:, 2] / n
-    df["grad_total_norm"] = np.sqrt(a[:, 3])
-    df["grad_spatial_norm"] = np.sqrt(a[:, 4])
-    df["grad_temporal_norm"] = np.sqrt(a[:, 5])
-    df["temporal_zero_fraction"] = a[:, 6] / n
-    df["nonfinite"] = a[:, 7].astype(np.int64)
-    df["eps_mean"] = a[:, 8] / n
-    df["eps_rms"] = np.sqrt(a[:, 9] / n)
-    df["T"] = np.concatenate([np.full(ps.T, ps.T) for ps in passes])
-    df["tau"] = np.concatenate([np.full(ps.T, _tau(ps)) for ps in passes])
-    df["samples"] = a[:, 10].astype(np.int64)
-    return df[list(schema.PER_STEP_COLUMNS) + ["eps_mean", "eps_rms", "T", "tau", "samples"]]
+    cols = _ids(passes, counts)   # one DataFrame from one dict: a watched step builds this table every time
+    cols["neuron"] = [ps.kind.name for ps in passes for _ in range(ps.T)]
+    cols["t"] = np.concatenate([np.arange(ps.T) for ps in passes])
+    cols.update(
+        firing_rate=a[:, 1] / n, window_fraction=a[:, 2] / n, grad_total_norm=np.sqrt(a[:, 3]),
+        grad_spatial_norm=np.sqrt(a[:, 4]), grad_temporal_norm=np.sqrt(a[:, 5]),
+        temporal_zero_fraction=a[:, 6] / n, nonfinite=a[:, 7].astype(np.int64), eps_mean=a[:, 8] / n,
+        eps_rms=np.sqrt(a[:, 9] / n), T=np.concatenate([np.full(ps.T, ps.T) for ps in passes]),
+        tau=np.concatenate([np.full(ps.T, _tau(ps)) for ps in passes]), samples=a[:, 10].astype(np.int64),
+    )
+    names = list(schema.PER_STEP_COLUMNS) + ["eps_mean", "eps_rms", "T", "tau", "samples"]
+    return pd.DataFrame({c: cols[c] for c in names}, columns=names)
 
 
 def _tau(ps: LayerPass) -> float:
@@ -165,19 +161,21 @@ def weights(passes: List[LayerPass]) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     sq = _allreduce(torch.cat([ps.weight_sq for ps in with_w]))
     counts = [len(ps.weight_names) for ps in with_w]
-    df = pd.DataFrame(_ids(with_w, counts))
-    df["param"] = [name for ps in with_w for name in ps.weight_names]
+    d = _ids(with_w, counts)
+    d["param"] = [name for ps in with_w for name in ps.weight_names]
     ss, tt, st = sq[:, 0], sq[:, 1], sq[:, 2]
     gg = np.maximum(ss + tt + 2.0 * st, 0.0)
-    df["spatial_norm"], df["temporal_norm"], df["total_norm"] = np.sqrt(ss), np.sqrt(tt), np.sqrt(gg)
-    denom = df["spatial_norm"] + df["temporal_norm"]
-    df["temporal_share"] = np.where(denom > 0, df["temporal_norm"] / denom.where(denom > 0, 1.0), np.nan)
+    sn, tn = np.sqrt(ss), np.sqrt(tt)
+    d["spatial_norm"], d["temporal_norm"], d["total_norm"] = sn, tn, np.sqrt(gg)
+    denom = sn + tn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d["temporal_share"] = np.where(denom > 0, tn / np.where(denom > 0, denom, 1.0), np.nan)
     proj = stats.projections(np.nan_to_num(ss, nan=0.0), np.nan_to_num(tt, nan=0.0), np.nan_to_num(st, nan=0.0))
     bad = ~np.isfinite(ss)
     for name, value in zip(("spatial_projection", "temporal_projection", "cosine"), proj):
-        df[name] = np.where(bad, np.nan, np.asarray(value, dtype=np.float64))
-    df["spatial_sq"], df["temporal_sq"], df["inner"] = ss, tt, st
-    return df[cols]
+        d[name] = np.where(bad, np.nan, np.asarray(value, dtype=np.float64))
+    d["spatial_sq"], d["temporal_sq"], d["inner"] = ss, tt, st
+    return pd.DataFrame({c: d[c] for c in cols}, columns=cols)
 
 
 def samples(passes: List[LayerPass], pairs_enabled: bool) -> Dict[str, LayerSamples]:

@@ -45,11 +45,11 @@ def transport_bytes(T: int, n_zones: int = len(ZONE_EDGES) + 1) -> int:
 
 
 def _zones(u: torch.Tensor, theta: float, h: float, edges: Sequence[float]) -> torch.Tensor:
-    """Zone index (int64) of each potential: edges ``e <= 0`` are passed at ``x >= e h``, ``e > 0`` at ``x > e h``."""
+    """Zone index (int32) of each potential: edges ``e <= 0`` are passed at ``x >= e h``, ``e > 0`` at ``x > e h``."""
     x = u - theta
-    z = torch.zeros(u.shape, dtype=torch.int64, device=u.device)
+    z = torch.zeros(u.shape, dtype=torch.int32, device=u.device)
     for e in edges:
-        z += (x >= e * h) if e <= 0 else (x > e * h)
+        z.add_(torch.ge(x, e * h) if e <= 0 else torch.gt(x, e * h))
     return z
 
 
@@ -64,12 +64,15 @@ def transport_sums(
     surrogate: str,
     alpha: Optional[float],
     edges: Sequence[float] = ZONE_EDGES,
+    pooled: bool = False,
 ) -> Optional[Dict[str, torch.Tensor]]:
     """Per-sample window-model sums of one layer and pass (module docstring), float64 device tensors.
 
     us, Ps, fs: per step ``[N, ...]`` potentials ``u[t]``, spatial gradients ``P[t]`` and reset
     factors ``f[t] = dv[t]/du[t]`` (the kind's closed-form Jacobian); ``cut``: steps whose incoming
-    state was detached. Returns None for a surrogate the theory has no window width for.
+    state was detached. ``pooled``: sum over the pass's ``n`` samples on the device (a leading axis of
+    length 1, ~``n`` times less memory; the sums are the per-sample ones added, to rounding). Returns
+    None for a surrogate the theory has no window width for.
     """
     try:
         h = zone_width(surrogate, alpha)
@@ -77,39 +80,48 @@ def transport_sums(
         return None
     T, Z = len(us), len(edges) + 1
     dev = us[0].device
-    offs = torch.arange(n, device=dev).unsqueeze(1)  # [n, 1]: sample offsets for the bincounts
-    z = [_zones(u.reshape(n, -1), v_threshold, h, edges) for u in us]  # each [n, E]
-    E = z[0].shape[1]
-    w = [P.reshape(n, -1).double().square() for P in Ps]
-    f2 = [f.reshape(n, -1).double().square() for f in fs]
+    if pooled:
+        n = 1
+    # every step at once ([T, n, E]): a handful of ops and one bincount per sum, whatever T is
+    z = _zones(torch.stack([u.reshape(n, -1) for u in us]), v_threshold, h, edges)
+    E = z.shape[2]
+    w = torch.stack([P.reshape(n, -1) for P in Ps]).double().square_()
+    f2 = torch.stack([f.reshape(n, -1) for f in fs]).double().square_()
     for t in cut:
-        f2[t - 1] = torch.zeros_like(f2[t - 1])
+        f2[t - 1] = 0.0
 
     def count(codes: torch.Tensor, size: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-        idx = (offs * size + codes).reshape(-1)
+        """``codes`` ``[S, n, E]`` (S steps) -> ``[n, S, size]``: per (sample, step) bin counts or weight sums."""
+        S = codes.shape[0]
+        itype = torch.int32 if S * n * size < 2 ** 31 else torch.int64
+        group = torch.arange(S * n, dtype=itype, device=dev).view(S, n, 1)   # (step, sample) of every element
+        idx = (group * size + codes).reshape(-1)
         wt = None if weights is None else weights.reshape(-1)
-        return torch.bincount(idx, weights=wt, minlength=n * size).double().reshape(n, size)
+        c = torch.bincount(idx, weights=wt, minlength=S * n * size)
+        return c.to(torch.float64).view(S, n, size).transpose(0, 1)
 
-    f64 = dict(dtype=torch.float64, device=dev)
+    def steps(part: torch.Tensor, before: int, after: int) -> torch.Tensor:
+        """``part`` ``[n, S, ...]`` padded with zero steps to ``[n, T, ...]``."""
+        pads = [part.new_zeros((n, k) + tuple(part.shape[2:])) for k in (before, after)]
+        return torch.cat([pads[0], part, pads[1]], dim=1)
+
+    ZZ = (Z, Z)
     out = {
-        "count": torch.full((n, T), float(E), **f64),
-        "occupancy": torch.zeros(n, T, Z, **f64),
-        "spatial_sq": torch.zeros(n, T, **f64),
-        "source_mass": torch.zeros(n, T, Z, Z, **f64),
-        "source": torch.zeros(n, T, Z, Z, **f64),
-        "pair": torch.zeros(n, T, Z, Z, **f64),
-        "triple": torch.zeros(n, T, Z, Z, Z, **f64),
+        "count": torch.full((n, T), float(E), dtype=torch.float64, device=dev),
+        "occupancy": count(z, Z).contiguous(),
+        "spatial_sq": w.sum(2).T.contiguous(),
     }
-    for t in range(T):
-        out["occupancy"][:, t] = count(z[t], Z)
-        out["spatial_sq"][:, t] = w[t].sum(1)
-        if t >= 1:
-            code = z[t - 1] * Z + z[t]
-            out["source_mass"][:, t] = count(code, Z * Z, w[t]).reshape(n, Z, Z)
-            out["source"][:, t] = count(code, Z * Z, w[t] * f2[t - 1]).reshape(n, Z, Z)
-        if t <= T - 2:
-            out["pair"][:, t] = count(z[t] * Z + z[t + 1], Z * Z).reshape(n, Z, Z)
-        if 1 <= t <= T - 2:
-            code = (z[t - 1] * Z + z[t]) * Z + z[t + 1]
-            out["triple"][:, t] = count(code, Z ** 3, f2[t - 1]).reshape(n, Z, Z, Z)
-    return out
+    if T >= 2:
+        code = z[:-1] * Z + z[1:]   # (z[t-1], z[t]) for t = 1..T-1, i.e. (z[t], z[t+1]) for t = 0..T-2
+        out["source_mass"] = steps(count(code, Z * Z, w[1:]).reshape((n, T - 1) + ZZ), 1, 0)
+        out["source"] = steps(count(code, Z * Z, w[1:] * f2[:-1]).reshape((n, T - 1) + ZZ), 1, 0)
+        out["pair"] = steps(count(code, Z * Z).reshape((n, T - 1) + ZZ), 0, 1)
+    else:
+        out["source_mass"], out["source"], out["pair"] = (torch.zeros((n, T) + ZZ, dtype=torch.float64, device=dev)
+                                                          for _ in range(3))
+    if T >= 3:
+        code = (z[:-2] * Z + z[1:-1]) * Z + z[2:]   # t = 1..T-2
+        out["triple"] = steps(count(code, Z ** 3, f2[:-2]).reshape((n, T - 2, Z, Z, Z)), 1, 1)
+    else:
+        out["triple"] = torch.zeros((n, T, Z, Z, Z), dtype=torch.float64, device=dev)
+    return {k: out[k] for k in KEYS}

@@ -76,8 +76,8 @@ _EAGER = _EagerStance()
 
 
 def _transport_rows(rec, step: int) -> Optional[pd.DataFrame]:
-    """The window model's inputs of this step (``Recorder.transport_inputs()``, per-sample arrays summed
-    over samples; ``zone_edges`` kept as is) as rows ``layer, inputs (JSON), train_step``; None when the
+    """The window model's inputs of this step (``Recorder.transport_inputs()``, one row per backward pass
+    with ``transport="pooled"``, summed; ``zone_edges`` kept as is) as rows ``layer, inputs (JSON), train_step``; None when the
     recorder does not collect them."""
     if not getattr(rec, "transport_enabled", False):
         return None
@@ -128,7 +128,8 @@ class Watch:
         # torch.compile(model) wraps the model: record the original, so layer names read as in eager code
         self._target = model._orig_mod if type(model).__name__ == "OptimizedModule" else model
         self.n_resamples, self.seed = n_resamples, int(seed)
-        self._record_kw = dict(pairs=True, weights=bool(weights), max_lag=max_lag, layers=layers, transport=True)
+        self._record_kw = dict(pairs=True, weights=bool(weights), max_lag=max_lag, layers=layers,
+                               transport="pooled")   # transport.csv holds sums over the step's samples
         record(self._target, **self._record_kw)  # validates model, max_lag and layers now, not at step N
         self.write_pairs = bool(pairs)
         self.loggers = list(loggers)
