@@ -32,6 +32,7 @@ array([1. , 0.5])
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable, Iterator, NamedTuple, Optional, Tuple
 
@@ -67,6 +68,11 @@ DEFAULT_LEVEL = 0.95
 # Largest number of float64 elements (resample counts, or resampled sums) held at once by
 # :func:`bootstrap`; 2**22 elements are 32 MiB. Resamples are drawn in chunks below it.
 _CHUNK_ELEMENTS = 2**22
+
+# Count arrays up to this many elements (8 MiB as float64) are kept between calls (a few of them): a
+# report bootstraps every layer, and a watched run every recorded step, with the same (n, resamples,
+# seed), and drawing the counts is a large part of a small bootstrap's cost.
+_CACHED_ELEMENTS = 2**20
 
 
 class Interval(NamedTuple):
@@ -328,15 +334,26 @@ def _check_bootstrap_args(n_resamples, seed, level=DEFAULT_LEVEL) -> None:
 
 
 def _count_chunks(n: int, n_resamples: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
-    """Resample counts ``[b, n]`` in chunks of at most ``chunk`` rows, from one seeded generator.
+    """Resample counts ``[b, n]`` (float64) in chunks of at most ``chunk`` rows, from one seeded generator.
 
     The generator's stream does not depend on the chunking, so the concatenated chunks equal
-    :func:`bootstrap_counts` for every chunk size.
+    :func:`bootstrap_counts` for every chunk size. Small count arrays drawn in one chunk are cached
+    (read-only).
     """
+    if chunk >= n_resamples and n * n_resamples <= _CACHED_ELEMENTS:
+        yield _cached_counts(n, n_resamples, seed)
+        return
     rng = np.random.default_rng(seed)
     p = np.full(n, 1.0 / n)
     for start in range(0, n_resamples, chunk):
-        yield rng.multinomial(n, p, size=min(chunk, n_resamples - start))
+        yield rng.multinomial(n, p, size=min(chunk, n_resamples - start)).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+    counts.setflags(write=False)
+    return counts
 
 
 def bootstrap_counts(n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -353,7 +370,7 @@ def bootstrap_counts(n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0
     _check_bootstrap_args(n_resamples, seed)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DataError(f"a bootstrap needs at least one sample, got n={n!r}.")
-    return np.concatenate(list(_count_chunks(int(n), int(n_resamples), int(seed), int(n_resamples))))
+    return np.concatenate(list(_count_chunks(int(n), int(n_resamples), int(seed), int(n_resamples)))).astype(np.int64)
 
 
 def percentile_interval(values, level: float = DEFAULT_LEVEL) -> Tuple[object, object, object]:
@@ -439,7 +456,7 @@ def bootstrap(
     chunk = max(1, min(int(n_resamples), _CHUNK_ELEMENTS // max(n, flat.shape[1], 1)))
     values = []
     for counts in _count_chunks(n, int(n_resamples), int(seed), chunk):
-        sums = (counts.astype(np.float64) @ flat).reshape((counts.shape[0],) + tail)
+        sums = (counts @ flat).reshape((counts.shape[0],) + tail)
         values.append(_apply(metric, sums))
     low, high, n_valid = percentile_interval(np.concatenate(values), level)
     return Interval(_out(estimate), low, high, n_valid)
