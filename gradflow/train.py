@@ -103,8 +103,8 @@ class TrainConfig:
     becomes a ``switch_to`` neuron with the same weights, the paper's Fig. 3a; the optimizer is rebuilt
     only if the parameters change, i.e. to or from PLIF).
 
-    Recording: ``record_every=N`` records the recorder's tables on a fixed probe batch of
-    ``record_batch`` training samples before training and after every N-th epoch (and the last), with
+    Recording: ``record_every=N`` records the recorder's tables on a fixed probe batch (the first
+    ``record_batch`` training samples of epoch 1, kept also when ``resample`` draws new data) before training and after every N-th epoch (and the last), with
     ``record_pairs`` also the pair norms and ``max_lag`` as the largest lag.
 
     ``device``: a torch device name. Raises :class:`UsageError` naming the field on a bad value.
@@ -327,6 +327,7 @@ class _Run:
     dev: torch.device
     watch: Optional[Watch] = None
     switched_at: Optional[int] = None
+    probe: Optional[Tuple[torch.Tensor, torch.Tensor]] = None   # drawn at the first record, then kept
 
     @classmethod
     def start(cls, cfg: TrainConfig, records_dir: Optional[Union[str, os.PathLike]] = None) -> "_Run":
@@ -355,7 +356,9 @@ class _Run:
         """One recorded forward/backward on the fixed probe batch, a step ``train_step = epoch`` of the
         run's :class:`gradflow.watch.Watch` (no update; gradients and buffers restored)."""
         cfg = self.cfg
-        px, py = _batch(*self.train_data, self.task, slice(0, min(cfg.record_batch, cfg.n_train)))
+        if self.probe is None:   # the first record_batch training samples of epoch 1 (resample draws new ones later)
+            self.probe = _batch(*self.train_data, self.task, slice(0, min(cfg.record_batch, cfg.n_train)))
+        px, py = self.probe
         buffers = copy.deepcopy(dict(self.model.named_buffers()))
         self.model.zero_grad(set_to_none=True)
         try:

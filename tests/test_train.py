@@ -197,6 +197,22 @@ def test_record_every_leaves_training_unchanged():
     assert a[cols].equals(b[cols])
 
 
+def test_record_probe_stays_fixed_when_training_data_are_redrawn(monkeypatch):
+    """record_every's probe batch is drawn once (epoch 1's first samples), also with resample=True."""
+    import gradflow.train as gt
+    seen = []
+    original = gt._Run.record
+
+    def spy(self, epoch):
+        original(self, epoch)
+        seen.append(self.probe[0].clone())
+    monkeypatch.setattr(gt._Run, "record", spy)
+    train(TINY, epochs=3, n_train=64, n_test=32, model_kwargs={"widths": [8]}, record_every=1, record_batch=16,
+          resample=True)
+    assert len(seen) == 4   # before training and after each epoch
+    assert all(torch.equal(s, seen[0]) for s in seen[1:])
+
+
 # ----------------------------------------------------------------------------- CLIF -> LIF
 
 
