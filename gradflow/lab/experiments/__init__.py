@@ -19,7 +19,8 @@ it) and imports nothing heavy, so the command line can list the experiments with
 name                   what
 =====================  ==================================================================================
 lif-vs-clif-delay      accuracy vs the delay D of the delayed-cue task, LIF vs CLIF at equal budget, and the
-                       temporal share of each layer's weight gradient over training
+                       signed temporal projection of each layer's weight gradient and the gradient reaching
+                       the cue, with intervals, before and during training
 lif-vs-clif-delay-lr   the same at D = 4, 5 for three learning rates (is the LIF-CLIF gap an lr effect?)
 tau-truncation         LIF accuracy for tau x truncation k (paper Table 3), temporal and static task
 tau-truncation-snn5    the static half with the paper's conv net snn5_noAP (tau 1.1/2, k = 1/T)
@@ -27,7 +28,8 @@ lif-vs-clif-T          accuracy vs T on the static shapes task (paper Fig. 2b)
 lif-vs-clif-T-snn5     the same with the paper's Fig. 2 network snn5_noAP on 32x32 shapes
 clif-to-lif            CLIF-trained nets run with LIF neurons and a hard reset, sweeping v_reset (Table 8)
 resnet18-gradflow      spiking_resnet18 on 32x32 shapes, LIF vs CLIF, at initialisation and after a short
-                       run: per-layer temporal share and lag decay
+                       run: per-layer signed weight projection, cosine and transport (relative_k), with
+                       intervals
 paper-claim            LIF/CLIF ablation on real digits: truncation x surrogate width, gradient measured
                        with intervals
 lif-vs-clif-T-digits   accuracy and relative_k vs T up to 64 on digits
