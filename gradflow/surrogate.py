@@ -109,9 +109,23 @@ def primitive(x: torch.Tensor, sur: Surrogate) -> torch.Tensor:
 
 
 class _SpikeFunction(torch.autograd.Function):
-    """Heaviside forward, ``g * sg(x)`` backward. Saves only ``x``."""
+    """Heaviside forward, ``g * sg(x)`` backward. Saves only ``x``.
+
+    ``setup_context`` style, so that ``torch.func`` transforms (vmap, grad) work through spikes.
+    """
 
     generate_vmap_rule = True
+
+    @classmethod
+    def apply(cls, x, name, alpha, smooth):
+        # torch's Function.apply binds default arguments with inspect.signature on every call for a
+        # setup_context Function (about 20 us, a tenth of a small model's forward with one call per
+        # neuron layer and step). Every argument here is positional and has no default, so outside
+        # torch.func transforms the call goes straight to the C++ base, as torch's own apply ends.
+        active = getattr(torch._C, "_are_functorch_transforms_active", None)
+        if active is None or active():
+            return super().apply(x, name, alpha, smooth)
+        return super(torch.autograd.Function, cls).apply(x, name, alpha, smooth)
 
     @staticmethod
     def forward(x: torch.Tensor, name: str, alpha: float, smooth: bool) -> torch.Tensor:

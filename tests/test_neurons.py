@@ -264,3 +264,23 @@ def test_truncate_detaches_state_only():
     # block {0,1} and {2,3}: gradient reaches x[1] only from s[1]; x[0] from s[0] and s[1]
     g = x.grad[:, 0].tolist()
     assert g[1] == 0.0 and g[3] == 0.0 and g[0] == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(SURROGATES))
+@pytest.mark.parametrize("smooth", [False, True])
+def test_spike_fast_apply_equals_torch_apply_and_works_under_torch_func(name, smooth):
+    """spike() skips torch's per-call default-argument binding; values and gradients are unchanged,
+    and under a torch.func transform the call still goes through torch's own apply."""
+    from gradflow.surrogate import _SpikeFunction
+
+    sur = Surrogate(name, 2.0)
+    x = torch.linspace(-1.5, 1.5, 13, dtype=torch.float64).requires_grad_()
+    fast = spike(x, sur, smooth)
+    ref = torch.autograd.Function.apply.__func__(_SpikeFunction, x, name, 2.0, smooth)
+    assert torch.equal(fast, ref) and fast.grad_fn is not None
+    g = torch.linspace(0.5, 2.0, 13, dtype=torch.float64)
+    (a,) = torch.autograd.grad(fast, x, g)
+    (b,) = torch.autograd.grad(ref, x, g)
+    assert torch.equal(a, b)
+    via_func = torch.func.grad(lambda v: (spike(v, sur, smooth) * g).sum())(x.detach())
+    assert torch.equal(via_func, a)
