@@ -8,14 +8,18 @@ import os
 import time
 from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
+import math
+
+import numpy as np
 import pandas as pd
 
+from ... import stats
 from ...report.experiment_page import plot_mean_std, save_figure, write_summary_md
 from ...report.style import neuron_color as color
 from ...train import TrainConfig, train
 
 __all__ = ["Log", "grid", "summarize_runs", "save_figure", "write_summary", "color", "plot_mean_std",
-           "TRAIN_FIELDS"]
+           "TRAIN_FIELDS", "pooled_weight_split"]
 
 Log = Optional[Callable[[str], None]]
 
@@ -64,3 +68,42 @@ def grid(configs: Iterable[Dict[str, Any]], seeds: Sequence[int], log: Log,
 def write_summary(summary: pd.DataFrame, out: str, title: str) -> str:
     """``out/summary.md``: ``title`` and the summary with ``mean ± std`` cells; returns the path."""
     return str(write_summary_md(summary, os.path.join(out, "summary.md"), title))
+
+
+def pooled_weight_split(w: pd.DataFrame, n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0) -> Dict[str, float]:
+    """One layer's weight split pooled into one vector: projection, cosine and sign-blind share.
+
+    ``w``: the layer's ``weights`` rows of the parameters to pool (the recorder's ``spatial_sq``,
+    ``temporal_sq``, ``inner``, any number of backward passes in ``step``). The sums over parameters
+    and passes give ``<g_t, g>/||g||^2``, ``<g_s, g_t>/(||g_s|| ||g_t||)`` and ``||g_t||/(||g_s||+||g_t||)``
+    (:func:`gradflow.stats.projections`); their 95% intervals resample the passes (a weight gradient
+    exists only per pass), NaN with fewer than two passes. Keys: ``weight_temporal_projection``,
+    ``weight_cosine``, ``weight_temporal_share``, each with ``_ci_low`` / ``_ci_high``.
+
+    >>> w = pd.DataFrame({"step": [0, 0, 1], "spatial_sq": [1.0, 0.0, 1.0], "temporal_sq": [0.0, 1.0, 1.0],
+    ...                   "inner": [0.0, 0.0, 0.0]})
+    >>> r = pooled_weight_split(w, n_resamples=50)
+    >>> r["weight_temporal_projection"], r["weight_cosine"], round(r["weight_temporal_share"], 6)
+    (0.5, 0.0, 0.5)
+    """
+    per_pass = w.groupby("step")[["spatial_sq", "temporal_sq", "inner"]].sum().to_numpy(np.float64)
+    names = ("weight_temporal_projection", "weight_cosine", "weight_temporal_share")
+    if not len(per_pass):
+        return {f"{n}{c}": math.nan for n in names for c in ("", "_ci_low", "_ci_high")}
+
+    def metric(s):
+        p = stats.projections(s[:, 0], s[:, 1], s[:, 2])
+        ss, tt = np.sqrt(s[:, 0]), np.sqrt(s[:, 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(ss + tt > 0, tt / (ss + tt), np.nan)
+        return np.stack([np.asarray(p.temporal_projection, dtype=np.float64),
+                         np.asarray(p.cosine, dtype=np.float64), share], axis=1)
+
+    ci = stats.bootstrap(per_pass, metric, n_resamples=n_resamples, seed=seed)
+    enough = per_pass.shape[0] >= 2
+    out: Dict[str, float] = {}
+    for j, name in enumerate(names):
+        out[name] = float(ci.estimate[j])
+        out[f"{name}_ci_low"] = float(ci.low[j]) if enough else math.nan
+        out[f"{name}_ci_high"] = float(ci.high[j]) if enough else math.nan
+    return out

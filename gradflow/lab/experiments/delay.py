@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,7 @@ from matplotlib.figure import Figure
 from ... import report, stats
 from ...recorder import record
 from ...train import TrainConfig, _Run, model_input
-from .common import TRAIN_FIELDS, Log, color, save_figure
+from .common import TRAIN_FIELDS, Log, color, pooled_weight_split, save_figure
 from .paper_runs import paired, verdict
 
 __all__ = ["run_delay", "run_delay_lr", "measure", "train_and_measure", "DELAYS", "QUICK_DELAYS",
@@ -98,14 +98,8 @@ def measure(model: torch.nn.Module, task, probe: Tuple[torch.Tensor, torch.Tenso
         row: Dict[str, Any] = {"layer": layer, "layer_index": int(r["layer_index"]), "samples": n,
                                "passes": int(r["steps"])}
         # weight split of the layer's weights, pooled: sums per pass, projections of the totals
-        per_pass = (w[w.layer == layer].groupby("step")[["spatial_sq", "temporal_sq", "inner"]].sum()
-                    .to_numpy(np.float64))
-        for name, pick in (("weight_temporal_projection", 1), ("weight_cosine", 2)):
-            ci = stats.bootstrap(per_pass, lambda s, k=pick: np.asarray(stats.projections(s[:, 0], s[:, 1], s[:, 2])[k]),
-                                 n_resamples=n_resamples, seed=seed)
-            row.update(_interval(ci, name))
-            if per_pass.shape[0] < 2:
-                row[f"{name}_ci_low"] = row[f"{name}_ci_high"] = math.nan
+        split = pooled_weight_split(w[w.layer == layer], n_resamples, seed)
+        row.update({k: v for k, v in split.items() if not k.startswith("weight_temporal_share")})
         ps = samples[layer]
         tot = np.asarray(ps.total_sq, dtype=np.float64)            # [n, T]
         units = np.stack([tot[:, :task.cue_len].sum(axis=1), tot[:, task.T - 1]], axis=1)

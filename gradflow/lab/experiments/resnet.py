@@ -54,7 +54,7 @@ from ... import stats
 from ...recorder import record
 from ...tasks import parse_task
 from ...train import build_for_task, evaluate, model_input
-from .common import Log, color, save_figure
+from .common import Log, color, pooled_weight_split, save_figure
 from .paper_runs import paired, verdict
 
 __all__ = ["run_resnet18", "SETTINGS", "METRICS", "measure", "plot"]
@@ -92,26 +92,6 @@ def _weight_params(model: nn.Module) -> set:
 def _interval(ci: stats.Interval, name: str, enough: bool) -> Dict[str, float]:
     return {name: float(ci.estimate), f"{name}_ci_low": float(ci.low) if enough else math.nan,
             f"{name}_ci_high": float(ci.high) if enough else math.nan}
-
-
-def _weight_metrics(w: pd.DataFrame, n_resamples: int, seed: int) -> Dict[str, float]:
-    """Projection, cosine and share of one layer's weight vector, pooled over passes; intervals over passes."""
-    per_pass = w.groupby("step")[["spatial_sq", "temporal_sq", "inner"]].sum().to_numpy(np.float64)
-    enough = per_pass.shape[0] >= 2
-
-    def metric(s):
-        p = stats.projections(s[:, 0], s[:, 1], s[:, 2])
-        ss, tt = np.sqrt(s[:, 0]), np.sqrt(s[:, 1])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            share = np.where(ss + tt > 0, tt / (ss + tt), np.nan)
-        return np.stack([np.asarray(p.temporal_projection, dtype=np.float64),
-                         np.asarray(p.cosine, dtype=np.float64), share], axis=1)
-
-    ci = stats.bootstrap(per_pass, metric, n_resamples=n_resamples, seed=seed)
-    out: Dict[str, float] = {}
-    for j, name in enumerate(("weight_temporal_projection", "weight_cosine", "weight_temporal_share")):
-        out.update(_interval(stats.Interval(ci.estimate[j], ci.low[j], ci.high[j], None), name, enough))
-    return out
 
 
 def _lag_metrics(pair_sq: np.ndarray, n_resamples: int, seed: int) -> Tuple[Dict[str, float], List[Dict[str, float]]]:
@@ -183,7 +163,7 @@ def measure(model: nn.Module, task, x: torch.Tensor, y: torch.Tensor, *, arch: s
         row: Dict[str, Any] = {"layer": layer, "layer_index": int(idx), "samples": int(ls.pair_sq.shape[0]),
                                "passes": int(w.step.nunique()),
                                "weight_tensors": int(w.param.nunique())}
-        row.update(_weight_metrics(w, n_resamples, seed))
+        row.update(pooled_weight_split(w, n_resamples, seed))
         lag_row, prof = _lag_metrics(np.asarray(ls.pair_sq, dtype=np.float64), n_resamples, seed)
         row.update(lag_row)
         row.update(_activity(ls, n_resamples, seed))

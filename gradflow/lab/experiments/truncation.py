@@ -26,42 +26,16 @@ from typing import Dict, List, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats as sps
 
 from .common import Log, grid, save_figure, summarize_runs
+from .paper_runs import paired as t_interval   # mean over seeds with a Student-t interval, sign counts
+from .paper_runs import verdict
 
 __all__ = ["run_tau_truncation", "run_tau_truncation_snn5", "t_interval", "summarize_with_intervals",
            "paired_contrast"]
 
 LEVEL = 0.95
 TAU_COLORS = ["#56B4E9", "#0072B2", "#003B5C"]
-
-
-def t_interval(values: Sequence[float], level: float = LEVEL) -> Dict[str, float]:
-    """Mean over seeds with a Student-t interval ``mean ± t_{(1+level)/2, n-1} sd / sqrt(n)`` (sd with
-    ddof 1; NaN bounds for fewer than two values) and the counts of positive / negative values."""
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
-    n = int(v.size)
-    out = {"mean": math.nan, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n,
-           "n_positive": int((v > 0).sum()), "n_negative": int((v < 0).sum())}
-    if n:
-        out["mean"] = float(v.mean())
-    if n >= 2:
-        sd = float(v.std(ddof=1))
-        half = float(sps.t.ppf((1 + level) / 2, n - 1)) * sd / math.sqrt(n)
-        out.update(sd=sd, ci_low=out["mean"] - half, ci_high=out["mean"] + half)
-    return out
-
-
-def verdict(low: float, high: float) -> str:
-    """``"> 0"`` / ``"< 0"`` when the interval lies above / below 0, else ``"cannot tell"``.
-
-    >>> verdict(0.01, 0.05), verdict(-0.02, 0.03), verdict(float("nan"), 1.0)
-    ('> 0', 'cannot tell', 'cannot tell')
-    """
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return "cannot tell"
-    return "> 0" if low > 0 else "< 0" if high < 0 else "cannot tell"
 
 
 def summarize_with_intervals(runs: pd.DataFrame, keys: Sequence[str], value: str = "test_accuracy") -> pd.DataFrame:
@@ -81,7 +55,7 @@ def summarize_with_intervals(runs: pd.DataFrame, keys: Sequence[str], value: str
 
 
 def paired_contrast(a: pd.DataFrame, b: pd.DataFrame, value: str = "test_accuracy") -> Dict[str, object]:
-    """``a - b`` paired by ``seed``, with :func:`t_interval` and :func:`verdict`."""
+    """``a - b`` paired by ``seed``, with :func:`~.paper_runs.paired` (a Student-t interval) and :func:`~.paper_runs.verdict`."""
     d = a.set_index("seed")[value] - b.set_index("seed")[value]
     st = t_interval(d.dropna().to_numpy(float))
     st["verdict"] = verdict(st["ci_low"], st["ci_high"])
