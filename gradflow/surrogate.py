@@ -111,7 +111,8 @@ def primitive(x: torch.Tensor, sur: Surrogate) -> torch.Tensor:
 class _SpikeFunction(torch.autograd.Function):
     """Heaviside forward, ``g * sg(x)`` backward. Saves only ``x``.
 
-    ``setup_context`` style, so that ``torch.func`` transforms (vmap, grad) work through spikes.
+    ``setup_context`` style, so that ``torch.func.grad`` works through spikes (``vmap`` does not: the
+    forward writes into an ``out=`` tensor, which has no batching rule).
     """
 
     generate_vmap_rule = True

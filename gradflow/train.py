@@ -104,8 +104,9 @@ class TrainConfig:
     only if the parameters change, i.e. to or from PLIF).
 
     Recording: ``record_every=N`` records the recorder's tables on a fixed probe batch (the first
-    ``record_batch`` training samples of epoch 1, kept also when ``resample`` draws new data) before training and after every N-th epoch (and the last), with
-    ``record_pairs`` also the pair norms and ``max_lag`` as the largest lag.
+    ``record_batch`` training samples of epoch 1, kept also when ``resample`` draws new data) before
+    training and after every N-th epoch (and the last), with ``record_pairs`` also the pair norms and
+    ``max_lag`` as the largest lag.
 
     ``device``: a torch device name. Raises :class:`UsageError` naming the field on a bad value.
 

@@ -77,8 +77,8 @@ _EAGER = _EagerStance()
 
 def _transport_rows(rec, step: int) -> Optional[pd.DataFrame]:
     """The window model's inputs of this step (``Recorder.transport_inputs()``, one row per backward pass
-    with ``transport="pooled"``, summed; ``zone_edges`` kept as is) as rows ``layer, inputs (JSON), train_step``; None when the
-    recorder does not collect them."""
+    with ``transport="pooled"``, summed; ``zone_edges`` kept as is) as rows ``layer, inputs (JSON),
+    train_step``; None when the recorder does not collect them."""
     if not getattr(rec, "transport_enabled", False):
         return None
     rows = []
