@@ -87,6 +87,7 @@ def test_closed_form_jacobian_matches_autograd(kind_name, surrogate, opt):
     assert torch.allclose(grads[1], torch.full_like(u, float(jac.a)), rtol=1e-14)
     assert all(g is None for g in grads[2:])
     torch.testing.assert_close(kind.eps(jac), jac.a * dense["vu"], rtol=0, atol=0)
+    assert torch.equal(kind.vu(jac), dense["vu"])   # the recorder's shortcut: bit for bit the dense partial
 
 
 @pytest.mark.parametrize("kind_name", ["lif", "clif"])

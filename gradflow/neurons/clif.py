@@ -144,10 +144,19 @@ class CLIFKind(NeuronKind):
 
     def dense(self, jac: CLIFJacobian):
         mu = jac.sg + jac.kB
+        return {"vu": self._vu(jac, mu), "mu": mu, "vm": -jac.s_dr * jac.q, "mm": jac.q}
+
+    def vu(self, jac: CLIFJacobian) -> torch.Tensor:
+        # the recorder needs dv/du at every step (eps, the window model): without vm, mm
+        return self._vu(jac, jac.sg + jac.kB)
+
+    @staticmethod
+    def _vu(jac: CLIFJacobian, mu: torch.Tensor) -> torch.Tensor:
+        """``dv[t]/du[t] = 1 - s_dr mu - sg theta_r`` (module docstring), in that order of operations."""
         vu = 1.0 - jac.s_dr * mu
         if jac.theta_r is not None:
             vu = vu - jac.sg * jac.theta_r
-        return {"vu": vu, "mu": mu, "vm": -jac.s_dr * jac.q, "mm": jac.q}
+        return vu
 
     # ------------------------------------------------------------------ adjoint
     def back(self, jac: CLIFJacobian, G, P=None, delta=None, out=None, carry_out=None, ws=None) -> AdjointStep:

@@ -176,10 +176,14 @@ class NeuronKind:
         ``mu = dm[t]/du[t]``, ``vm = dv[t]/dm[t-1]``, ``mm = dm[t]/dm[t-1]`` (at fixed ``u[t]``)."""
         raise NotImplementedError
 
+    def vu(self, jac: tuple) -> torch.Tensor:
+        """``dv[t]/du[t]`` alone (``dense(jac)["vu"]``; a kind with several partials may compute just this one)."""
+        return self.dense(jac)["vu"]
+
     def eps(self, jac: tuple) -> torch.Tensor:
         """One-step factor ``eps[t] = du[t+1]/du[t] = a * dv[t]/du[t]`` at fixed input (and fixed
         ``m[t-1]`` for CLIF); for the rectangle surrogate with ``alpha = theta`` LIF's is 0 or gamma."""
-        return jac.a * self.dense(jac)["vu"]
+        return jac.a * self.vu(jac)
 
     # ------------------------------------------------------------------ adjoint
     def back(self, jac: tuple, G: Optional[Sequence[torch.Tensor]], P: Optional[torch.Tensor] = None,

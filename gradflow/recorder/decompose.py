@@ -243,7 +243,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         ps.pair_sq = pair_sq
     if transport:
         ps.transport = transport_sums(
-            us, Ps, [kind.dense(j)["vu"] for j in jacs], ps.cut, n=n, v_threshold=p.v_threshold,
+            us, Ps, [kind.vu(j) for j in jacs], ps.cut, n=n, v_threshold=p.v_threshold,
             surrogate=p.surrogate.name, alpha=p.surrogate.alpha, pooled=transport == "pooled",
         )
     if keep:

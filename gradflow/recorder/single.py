@@ -95,7 +95,7 @@ def assemble(ps: LayerPass):
     for t in range(T):
         P = zero if ps.g_out is None else jacs[t].sg * ps.g_out[t]
         if g_pots[t] is not None:
-            P = P + (g_pots[t] * kind.dense(jacs[t])["vu"] if ps.potential_after_reset else g_pots[t])
+            P = P + (g_pots[t] * kind.vu(jacs[t]) if ps.potential_after_reset else g_pots[t])
         Ps.append(P)
     g_out = ps.g_out if ps.g_out is not None else torch.zeros((T,) + tuple(zero.shape), dtype=zero.dtype,
                                                                      device=zero.device)
@@ -112,7 +112,7 @@ def _spatial(ps: LayerPass, t: int) -> torch.Tensor:
     g_out, g_pot = ps.g_outs[t], ps.g_pots[t]
     P = torch.zeros_like(u) if g_out is None else jac.sg * g_out
     if g_pot is not None:
-        P = P + (g_pot * kind.dense(jac)["vu"] if ps.potential_after_reset else g_pot)
+        P = P + (g_pot * kind.vu(jac) if ps.potential_after_reset else g_pot)
     return P
 
 
