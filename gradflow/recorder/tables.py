@@ -178,6 +178,20 @@ def weights(passes: List[LayerPass]) -> pd.DataFrame:
     return pd.DataFrame({c: d[c] for c in cols}, columns=cols)
 
 
+def _gather_layers(local: Dict[str, dict]) -> List[tuple]:
+    """``(name, entry)`` per layer in layer_index order; under torch.distributed every rank's ``parts``
+    are appended (rank order) to one entry per layer. An entry is ``{"index", "parts", ...}``."""
+    if _distributed():
+        gathered = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(gathered, local)
+        merged: Dict[str, dict] = {}
+        for part in gathered:
+            for name, d in part.items():
+                merged.setdefault(name, dict(d, parts=[]))["parts"].extend(d["parts"])
+        local = merged
+    return sorted(local.items(), key=lambda item: item[1]["index"])
+
+
 def samples(passes: List[LayerPass], pairs_enabled: bool) -> Dict[str, LayerSamples]:
     """Per layer (in layer_index order): a :class:`LayerSamples` over all recorded passes (and ranks)."""
     local: Dict[str, dict] = {}
@@ -186,16 +200,8 @@ def samples(passes: List[LayerPass], pairs_enabled: bool) -> Dict[str, LayerSamp
         ps_arr = ps.per_sample.cpu().numpy()  # [5, T, n]
         pair = None if ps.pair_sq is None else ps.pair_sq.permute(2, 0, 1).cpu().numpy()  # [n, T, K+1]
         d["parts"].append((ps_arr.transpose(0, 2, 1), pair, np.full(ps.n, ps.step)))
-    if _distributed():
-        gathered = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(gathered, local)
-        merged: Dict[str, dict] = {}
-        for part in gathered:
-            for name, d in part.items():
-                merged.setdefault(name, {"index": d["index"], "parts": [], "E": d["E"]})["parts"].extend(d["parts"])
-        local = merged
     out = {}
-    for name, d in sorted(local.items(), key=lambda item: item[1]["index"]):
+    for name, d in _gather_layers(local):
         T = max(a.shape[2] for a, _, _ in d["parts"])
         K1 = max((pq.shape[2] for _, pq, _ in d["parts"] if pq is not None), default=0)
         per = np.concatenate([_pad(a, T, axis=2) for a, _, _ in d["parts"]], axis=1)  # [5, n, T]
@@ -216,16 +222,8 @@ def transport_inputs(passes: List[LayerPass]) -> Dict[str, Dict[str, np.ndarray]
             continue
         d = local.setdefault(ps.name, {"index": ps.index, "parts": []})
         d["parts"].append({k: v.cpu().numpy() for k, v in ps.transport.items()})
-    if _distributed():
-        gathered = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(gathered, local)
-        merged: Dict[str, dict] = {}
-        for part in gathered:
-            for name, d in part.items():
-                merged.setdefault(name, {"index": d["index"], "parts": []})["parts"].extend(d["parts"])
-        local = merged
     out = {}
-    for name, d in sorted(local.items(), key=lambda item: item[1]["index"]):
+    for name, d in _gather_layers(local):
         if len({part["count"].shape[1] for part in d["parts"]}) > 1:
             raise UsageError(f"Layer {name} was recorded with different numbers of time steps; the window "
                              "model's inputs of such passes cannot be pooled.")
