@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -46,3 +47,11 @@ def chromium():
         pytest.skip("no headless Chromium on PATH (.ci/run installs Debian's chromium; "
                     "or set GRADFLOW_CHROMIUM to a browser executable)")
     return path
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the rendezvous of the 2-process gloo tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

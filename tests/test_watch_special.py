@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pandas as pd
@@ -175,16 +174,10 @@ def _worker(rank, world, port, out):
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
-def test_two_process_gloo_rank0_writes_what_one_process_would(tmp_path):
+def test_two_process_gloo_rank0_writes_what_one_process_would(tmp_path, free_port):
     out = tmp_path / "run"
-    mp.start_processes(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(_worker, args=(2, free_port, str(out)), nprocs=2, join=True, start_method="spawn")
     # both ranks resumed from rank 0's counters; only rank 0 holds tables
     assert (tmp_path / "rank0-1.txt").read_text().split()[:2] == (tmp_path / "rank1-1.txt").read_text().split()[:2] \
         == ["3", "2"]
