@@ -96,9 +96,11 @@ def transport_sums(
         itype = torch.int32 if S * n * size < 2 ** 31 else torch.int64
         group = torch.arange(S * n, dtype=itype, device=dev).view(S, n, 1)   # (step, sample) of every element
         idx = (group * size + codes).reshape(-1)
-        wt = None if weights is None else weights.reshape(-1)
-        c = torch.bincount(idx, weights=wt, minlength=S * n * size)
-        return c.to(torch.float64).view(S, n, size).transpose(0, 1)
+        wt = torch.ones(idx.shape, dtype=torch.float64, device=dev) if weights is None else weights.reshape(-1)
+        # index_add_ into a buffer of known size: bincount would read the largest code back to the host
+        # (a device sync inside the backward hook on a GPU); on the CPU both add in input order
+        c = torch.zeros(S * n * size, dtype=torch.float64, device=dev).index_add_(0, idx, wt)
+        return c.view(S, n, size).transpose(0, 1)
 
     def steps(part: torch.Tensor, before: int, after: int) -> torch.Tensor:
         """``part`` ``[n, S, ...]`` padded with zero steps to ``[n, T, ...]``."""
