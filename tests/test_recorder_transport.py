@@ -87,3 +87,66 @@ def test_pooled_transport_is_the_per_sample_sums_added(kind):
 def test_transport_mode_is_checked():
     with pytest.raises(gradflow.UsageError, match="transport must be"):
         gradflow.record(_net("lif", "rectangle", None), transport="per-layer")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zones_host_and_device_paths_agree_on_the_edges(dtype):
+    """The numpy (CPU) and torch (device) zone paths, and the theory's, on values exactly at the edges."""
+    from gradflow.recorder.transport import _zones
+    from gradflow.theory.window import ZONE_EDGES, window_zones, zone_width
+
+    h, theta = zone_width("rectangle", 1.0), 1.0
+    assert h == 0.5        # e h and theta + e h are exact in both dtypes
+    at_edges = [theta + e * h for e in ZONE_EDGES]
+    g = torch.Generator().manual_seed(0)
+    u = torch.cat([torch.tensor(at_edges * 3, dtype=dtype), torch.randn(201, generator=g, dtype=dtype) * 2])
+    u = u.reshape(4, 1, -1)
+    host = _zones(u.clone(), theta, h, ZONE_EDGES, host=True)
+    device = _zones(u.clone(), theta, h, ZONE_EDGES, host=False)
+    assert host.dtype == device.dtype == torch.int32
+    assert torch.equal(host, device)
+    want = window_zones(u.double().numpy(), v_threshold=theta, surrogate="rectangle", alpha=1.0)
+    assert np.array_equal(host.numpy(), want)
+    assert host.reshape(-1)[:5].tolist() == [1, 2, 3, 3, 4]   # e <= 0 passed at equality, e > 0 not
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bin_sums_host_and_device_paths_agree(weighted):
+    from gradflow.recorder.transport import _bin_sums
+
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, 50, (1000,), generator=g, dtype=torch.int32)
+    w = torch.rand(1000, generator=g, dtype=torch.float64) if weighted else None
+    host, device = (_bin_sums(idx, 60, w, host=flag) for flag in (True, False))
+    assert host.dtype == device.dtype == torch.float64 and host.shape == (60,)
+    want = np.bincount(idx.numpy(), weights=None if w is None else w.numpy(), minlength=60)
+    np.testing.assert_allclose(host.numpy(), want, rtol=1e-13)
+    np.testing.assert_allclose(device.numpy(), want, rtol=1e-13)
+    assert host[50:].sum() == 0
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+@pytest.mark.parametrize("pooled", [False, True])
+def test_transport_sums_short_sequences_equal_theory(T, pooled):
+    """T = 1 and 2 take their own branches (no pairs, no triples)."""
+    from gradflow.recorder.transport import transport_sums
+
+    g = torch.Generator().manual_seed(2)
+    n = 3
+    us = [torch.rand(n, 7, generator=g, dtype=torch.float64) * 2 for _ in range(T)]
+    Ps = [torch.randn(n, 7, generator=g, dtype=torch.float64) for _ in range(T)]
+    fs = [torch.rand(n, 7, generator=g, dtype=torch.float64) for _ in range(T)]
+    got = transport_sums(us, Ps, fs, [], n=n, v_threshold=1.0, surrogate="rectangle", alpha=1.0, pooled=pooled)
+    u = torch.stack(us).numpy()
+    z = gradflow.theory.window.window_zones(u.reshape(T, -1), v_threshold=1.0, surrogate="rectangle", alpha=1.0)
+    Z = 6
+    occ = np.stack([np.bincount(z[t], minlength=Z) for t in range(T)])
+    np.testing.assert_array_equal(got["occupancy"].sum(0).numpy(), occ)
+    np.testing.assert_allclose(got["spatial_sq"].sum(0).numpy(), (torch.stack(Ps) ** 2).sum((1, 2)).numpy())
+    pair = np.zeros((T, Z, Z))
+    for t in range(T - 1):
+        pair[t] = np.bincount(z[t] * Z + z[t + 1], minlength=Z * Z).reshape(Z, Z)
+    np.testing.assert_array_equal(got["pair"].sum(0).numpy(), pair)
+    assert got["triple"].shape == (1 if pooled else n, T, Z, Z, Z)
+    if T < 3:
+        assert got["triple"].abs().sum() == 0

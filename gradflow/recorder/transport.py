@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..theory.surrogates import TheoryError
@@ -44,13 +45,53 @@ def transport_bytes(T: int, n_zones: int = len(ZONE_EDGES) + 1) -> int:
     return 8 * T * (2 + Z + 3 * Z * Z + Z ** 3)
 
 
-def _zones(u: torch.Tensor, theta: float, h: float, edges: Sequence[float]) -> torch.Tensor:
-    """Zone index (int32) of each potential: edges ``e <= 0`` are passed at ``x >= e h``, ``e > 0`` at ``x > e h``."""
-    x = u - theta
-    z = torch.zeros(u.shape, dtype=torch.int32, device=u.device)
+def _zones(x: torch.Tensor, theta: float, h: float, edges: Sequence[float], *,
+           host: Optional[bool] = None) -> torch.Tensor:
+    """Zone index (int32) of each potential in ``x`` (overwritten with ``x - theta``): edges ``e <= 0``
+    are passed at ``x - theta >= e h``, ``e > 0`` at ``x - theta > e h``. ``host``: compare in numpy
+    (default: on the CPU for float32/float64; the torch path is the device path, same results)."""
+    x.sub_(theta)
+    z = torch.zeros(x.shape, dtype=torch.int32, device=x.device)
+    if host is None:
+        host = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if host:
+        # the same comparisons in numpy, on the same memory: several times faster than torch's on the CPU
+        xn, zn = x.numpy(), z.numpy()
+        for e in edges:
+            zn += (xn >= e * h) if e <= 0 else (xn > e * h)
+        return z
+    passed = torch.empty(x.shape, dtype=torch.bool, device=x.device)
     for e in edges:
-        z.add_(torch.ge(x, e * h) if e <= 0 else torch.gt(x, e * h))
+        (torch.ge if e <= 0 else torch.gt)(x, e * h, out=passed)
+        z.add_(passed)
     return z
+
+
+def _bin_sums(idx: torch.Tensor, total: int, weights: Optional[torch.Tensor] = None, *,
+              host: Optional[bool] = None) -> torch.Tensor:
+    """float64 ``[total]``: how many of the flat indices ``idx`` fall in each bin, or the sum of their
+    ``weights``. ``host``: numpy's ``bincount`` on the same memory (default on the CPU: a few times faster
+    than torch's scatter kernels there); elsewhere ``index_add_`` into a buffer of known size, because on a
+    GPU ``bincount`` reads the largest index back to the host (a device sync inside the backward hook).
+    Both add each bin's elements in input order on the CPU."""
+    if host is None:
+        host = idx.device.type == "cpu"
+    if host:
+        w = None if weights is None else weights.reshape(-1).double().numpy()
+        return torch.from_numpy(np.bincount(idx.numpy(), weights=w, minlength=total).astype(np.float64, copy=False))
+    if weights is None:
+        src = torch.ones((), dtype=torch.float64, device=idx.device).expand(idx.shape)
+    else:
+        src = weights.reshape(-1)
+    return torch.zeros(total, dtype=torch.float64, device=idx.device).index_add_(0, idx, src)
+
+
+def _stack64(parts: List[torch.Tensor], n: int) -> torch.Tensor:
+    """The step tensors as one float64 ``[T, n, E]`` (one allocation)."""
+    out = torch.empty((len(parts), n, parts[0].numel() // n), dtype=torch.float64, device=parts[0].device)
+    for t, v in enumerate(parts):
+        out[t].copy_(v.reshape(n, -1))
+    return out
 
 
 def transport_sums(
@@ -82,25 +123,24 @@ def transport_sums(
     dev = us[0].device
     if pooled:
         n = 1
-    # every step at once ([T, n, E]): a handful of ops and one bincount per sum, whatever T is
+    # every step at once ([T, n, E]), few full-size temporaries: this runs inside the backward hook
     z = _zones(torch.stack([u.reshape(n, -1) for u in us]), v_threshold, h, edges)
     E = z.shape[2]
-    w = torch.stack([P.reshape(n, -1) for P in Ps]).double().square_()
-    f2 = torch.stack([f.reshape(n, -1) for f in fs]).double().square_()
+    w = _stack64(Ps, n).square_()
+    f2 = _stack64(fs, n).square_()
     for t in cut:
         f2[t - 1] = 0.0
 
-    def count(codes: torch.Tensor, size: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``codes`` ``[S, n, E]`` (S steps) -> ``[n, S, size]``: per (sample, step) bin counts or weight sums."""
-        S = codes.shape[0]
-        itype = torch.int32 if S * n * size < 2 ** 31 else torch.int64
-        group = torch.arange(S * n, dtype=itype, device=dev).view(S, n, 1)   # (step, sample) of every element
-        idx = (group * size + codes).reshape(-1)
-        wt = torch.ones(idx.shape, dtype=torch.float64, device=dev) if weights is None else weights.reshape(-1)
-        # index_add_ into a buffer of known size: bincount would read the largest code back to the host
-        # (a device sync inside the backward hook on a GPU); on the CPU both add in input order
-        c = torch.zeros(S * n * size, dtype=torch.float64, device=dev).index_add_(0, idx, wt)
-        return c.view(S, n, size).transpose(0, 1)
+    def add_codes(code: torch.Tensor, size: int) -> torch.Tensor:
+        """``code`` ``[S, n, E]`` (in place) -> flat bin index of (step, sample, code)."""
+        S = code.shape[0]
+        if S * n * size >= 2 ** 31:
+            code = code.long()
+        return code.add_(torch.arange(0, S * n * size, size, dtype=code.dtype, device=dev).view(S, n, 1)).view(-1)
+
+    def count(idx: torch.Tensor, S: int, size: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Bin counts (or weight sums) of flat indices from :func:`add_codes` -> ``[n, S, size]``."""
+        return _bin_sums(idx, S * n * size, weights).view(S, n, size).transpose(0, 1)
 
     def steps(part: torch.Tensor, before: int, after: int) -> torch.Tensor:
         """``part`` ``[n, S, ...]`` padded with zero steps to ``[n, T, ...]``."""
@@ -110,20 +150,27 @@ def transport_sums(
     ZZ = (Z, Z)
     out = {
         "count": torch.full((n, T), float(E), dtype=torch.float64, device=dev),
-        "occupancy": count(z, Z).contiguous(),
         "spatial_sq": w.sum(2).T.contiguous(),
     }
-    if T >= 2:
-        code = z[:-1] * Z + z[1:]   # (z[t-1], z[t]) for t = 1..T-1, i.e. (z[t], z[t+1]) for t = 0..T-2
-        out["source_mass"] = steps(count(code, Z * Z, w[1:]).reshape((n, T - 1) + ZZ), 1, 0)
-        out["source"] = steps(count(code, Z * Z, w[1:] * f2[:-1]).reshape((n, T - 1) + ZZ), 1, 0)
-        out["pair"] = steps(count(code, Z * Z).reshape((n, T - 1) + ZZ), 0, 1)
-    else:
-        out["source_mass"], out["source"], out["pair"] = (torch.zeros((n, T) + ZZ, dtype=torch.float64, device=dev)
-                                                          for _ in range(3))
     if T >= 3:
-        code = (z[:-2] * Z + z[1:-1]) * Z + z[2:]   # t = 1..T-2
-        out["triple"] = steps(count(code, Z ** 3, f2[:-2]).reshape((n, T - 2, Z, Z, Z)), 1, 1)
+        # (z[t-1], z[t], z[t+1]) for t = 1..T-2, weighted by f[t-1]^2
+        code3 = (z[:-2] * Z).add_(z[1:-1]).mul_(Z).add_(z[2:])
+        out["triple"] = steps(count(add_codes(code3, Z ** 3), T - 2, Z ** 3, f2[:-2]).reshape((n, T - 2, Z, Z, Z)), 1, 1)
+        del code3
     else:
         out["triple"] = torch.zeros((n, T, Z, Z, Z), dtype=torch.float64, device=dev)
+    if T >= 2:
+        # (z[t-1], z[t]) for t = 1..T-1, i.e. (z[t], z[t+1]) for t = 0..T-2
+        idx = add_codes((z[:-1] * Z).add_(z[1:]), Z * Z)
+        out["source_mass"] = steps(count(idx, T - 1, Z * Z, w[1:]).reshape((n, T - 1) + ZZ), 1, 0)
+        # f2 becomes f[t-1]^2 P[t]^2 in place: the triple above was its last plain use
+        out["source"] = steps(count(idx, T - 1, Z * Z, f2[:-1].mul_(w[1:])).reshape((n, T - 1) + ZZ), 1, 0)
+        pair = count(idx, T - 1, Z * Z).reshape((n, T - 1) + ZZ)
+        out["pair"] = steps(pair, 0, 1)
+        # occupancy from the pair counts: z[t] = y for t <= T-2 (sum over a), z[T-1] = a (sum over y)
+        out["occupancy"] = torch.cat([pair.sum(3), pair[:, -1:].sum(2)], dim=1)
+    else:
+        out["occupancy"] = count(add_codes(z, Z), T, Z)
+        out["source_mass"], out["source"], out["pair"] = (torch.zeros((n, T) + ZZ, dtype=torch.float64, device=dev)
+                                                          for _ in range(3))
     return {k: out[k] for k in KEYS}
