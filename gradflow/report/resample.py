@@ -262,11 +262,12 @@ def _bootstrap(units: Units, predicted: Optional[np.ndarray], n_resamples: int, 
         with np.errstate(divide="ignore", invalid="ignore"):
             return _metrics(s, T, K1, predicted, tr if joint else None)
 
-    est = metric(x.sum(axis=0, keepdims=True))[0]
-    low = high = np.full_like(est, np.nan)
-    if n >= 2:
+    if n >= 2:    # the interval's estimate is the metric of the full sums
         ci = stats.bootstrap(x, metric, n_resamples=n_resamples, seed=seed, level=level)
-        low, high = np.asarray(ci.low, float), np.asarray(ci.high, float)
+        est, low, high = (np.array(v, dtype=float) for v in (ci.estimate, ci.low, ci.high))
+    else:
+        est = metric(x.sum(axis=0, keepdims=True))[0]
+        low = high = np.full_like(est, np.nan)
     if fixed is not None:
         est[_WIN] = fixed[1][0]
         low[_WIN] = high[_WIN] = np.nan
@@ -331,12 +332,14 @@ def weight_stats(w: Mapping, n_resamples: int = stats.DEFAULT_RESAMPLES, seed: i
         share = np.where(s_norm + t_norm > 0, t_norm / (s_norm + t_norm), np.nan)
     for name, v in (("weight_cosine", cos), ("weight_temporal_share", share)):
         out[name] = float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else math.nan
-    if np.isfinite(tproj).any():
+    n_finite = int(np.isfinite(tproj).sum())
+    if n_finite >= 2:
         ci = stats.bootstrap_mean(tproj, n_resamples=n_resamples, seed=seed, level=level)
         out["weight_temporal_projection"] = float(ci.estimate)
-        if np.isfinite(tproj).sum() >= 2:
-            out["weight_temporal_projection_ci_low"] = float(ci.low)
-            out["weight_temporal_projection_ci_high"] = float(ci.high)
+        out["weight_temporal_projection_ci_low"] = float(ci.low)
+        out["weight_temporal_projection_ci_high"] = float(ci.high)
+    elif n_finite == 1:    # one pass: its value, no interval (what bootstrap_mean's estimate would be)
+        out["weight_temporal_projection"] = float(tproj[np.isfinite(tproj)][0])
     return out
 
 
