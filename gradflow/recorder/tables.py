@@ -134,14 +134,13 @@ def lags(passes: List[LayerPass]) -> pd.DataFrame:
     """One row per (step, layer, lag): ``norm`` = ``G_k`` (RMS over the ``T - k`` pairs at lag k) and
     ``relative`` = the transport ratio ``sqrt(sum_t ||pair[t, t+k]||^2 / sum_t ||P[t+k]||^2)``
     (:func:`gradflow.stats.relative_from_pair_sq`: sources without a spatial gradient add nothing)."""
-    frames = []
-    for ps, q in zip(passes, _pair_sums(passes)):
-        K1 = q.shape[1]
-        frames.append(pd.DataFrame({
-            "step": ps.step, "layer": ps.name, "layer_index": ps.index, "lag": np.arange(K1),
-            "norm": stats.lag_norm_from_pair_sq(q), "relative": stats.relative_from_pair_sq(q),
-        }))
-    return pd.concat(frames, ignore_index=True)[list(schema.LAGS_COLUMNS)]
+    sums = _pair_sums(passes)
+    counts = [q.shape[1] for q in sums]
+    cols = _ids(passes, counts)        # one DataFrame from one dict: a watched step builds this table every time
+    cols["lag"] = np.concatenate([np.arange(c) for c in counts])
+    cols["norm"] = np.concatenate([stats.lag_norm_from_pair_sq(q) for q in sums])
+    cols["relative"] = np.concatenate([stats.relative_from_pair_sq(q) for q in sums])
+    return pd.DataFrame({c: cols[c] for c in schema.LAGS_COLUMNS}, columns=list(schema.LAGS_COLUMNS))
 
 
 def weights(passes: List[LayerPass]) -> pd.DataFrame:

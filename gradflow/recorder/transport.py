@@ -70,15 +70,14 @@ def _zones(x: torch.Tensor, theta: float, h: float, edges: Sequence[float], *,
 def _bin_sums(idx: torch.Tensor, total: int, weights: Optional[torch.Tensor] = None, *,
               host: Optional[bool] = None) -> torch.Tensor:
     """float64 ``[total]``: how many of the flat indices ``idx`` fall in each bin, or the sum of their
-    ``weights``. ``host``: numpy's ``bincount`` on the same memory (default on the CPU: a few times faster
-    than torch's scatter kernels there); elsewhere ``index_add_`` into a buffer of known size, because on a
-    GPU ``bincount`` reads the largest index back to the host (a device sync inside the backward hook).
-    Both add each bin's elements in input order on the CPU."""
+    ``weights``. ``host``: ``torch.bincount`` (default on the CPU, where it is the fastest way and adds each
+    bin's elements in input order); elsewhere ``index_add_`` into a buffer of known size, because on a GPU
+    ``bincount`` reads the largest index back to the host (a device sync inside the backward hook)."""
     if host is None:
         host = idx.device.type == "cpu"
     if host:
-        w = None if weights is None else weights.reshape(-1).double().numpy()
-        return torch.from_numpy(np.bincount(idx.numpy(), weights=w, minlength=total).astype(np.float64, copy=False))
+        w = None if weights is None else weights.reshape(-1).double()   # sums in float64
+        return torch.bincount(idx, weights=w, minlength=total).double()
     if weights is None:
         src = torch.ones((), dtype=torch.float64, device=idx.device).expand(idx.shape)
     else:
