@@ -7,7 +7,8 @@ ways, on two copies of the same network stepped alternately (so drift hits both 
 * ``recorded_step_ms``: the step under ``gradflow.watch(every=1)``, i.e. recorded, with the previous
   step's tables, summary (1000-resample bootstrap) and CSV rows written at its start (median);
 * ``hook_us``: what an unrecorded step pays, the watch's forward-pre-hook counter, timed on a model
-  with almost no compute (median over 2000 grad-enabled calls, with minus without the watch).
+  with almost no compute (median over 2000 pairs of grad-enabled calls of a watched model and an
+  unwatched copy, called alternately).
 
 The overhead of a run of ``steps`` steps recording every ``every``-th (``n_rec = ceil(steps / every)``
 recorded steps) follows::
@@ -89,16 +90,21 @@ def _timed(fn: Callable[[], None]) -> float:
 
 
 def _hook_us(neuron: str, calls: int) -> float:
-    """Microseconds an unrecorded, grad-enabled model call pays for the watch's counter."""
+    """Microseconds an unrecorded, grad-enabled model call pays for the watch's counter: the median of
+    paired differences between a watched model and an unwatched copy, called alternately (so that the
+    machine's drift hits both alike)."""
     torch.manual_seed(0)
     net = model_zoo.build("mlp", neuron=neuron, num_classes=2, T=1, in_features=1, widths=(1,))
+    bare = copy.deepcopy(net)
     x = torch.zeros(1, 1)
-    with torch.enable_grad():
-        net(x)
-        bare = [_timed(lambda: net(x)) for _ in range(calls)]
-        with Watch(net, every=10 ** 9, start=1, n_resamples=10):   # steps 1, 2, ...: none is due
-            watched = [_timed(lambda: net(x)) for _ in range(calls)]
-    return 1e6 * (statistics.median(watched) - statistics.median(bare))
+    diffs = []
+    with torch.enable_grad(), Watch(net, every=10 ** 9, start=1, n_resamples=10):   # steps 1, 2, ...: none due
+        net(x), bare(x)
+        for i in range(calls):
+            first, second = (net, bare) if i % 2 == 0 else (bare, net)   # alternate the order too
+            a, b = _timed(lambda: first(x)), _timed(lambda: second(x))
+            diffs.append(a - b if first is net else b - a)
+    return 1e6 * statistics.median(diffs)
 
 
 def _probe(name: str, options: dict, neuron: str, n: int) -> tuple:
