@@ -123,14 +123,16 @@ def test_code_running_pickle_is_refused_and_runs_nothing(tmp_path):
 
 
 _SLOW_WRITER = """
-import sys, time
+import signal, sys, time
+# a shell that starts a job in the background (&) hands it SIGINT ignored, and Python keeps that:
+# restore Python's own handler, as an interactive terminal has it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import gradflow.report.page as page
 orig = page.render_figure
 def slow(*a, **k):
     out = orig(*a, **k)
     print("RENDERING", flush=True)
-    for _ in range(600):   # short sleeps: a signal that lands on another thread (BLAS, torch) is still
-        time.sleep(0.1)    # seen within 0.1 s; one long sleep would only notice it when it ends
+    time.sleep(60)
     return out
 page.render_figure = slow
 from gradflow_cli.main import main
