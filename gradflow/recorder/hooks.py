@@ -101,7 +101,6 @@ class Recorder:
         self.weights_enabled = bool(weights)
         self.max_lag = max_lag
         self.keep_tensors = bool(keep_tensors)
-        self.transport_enabled = bool(transport)
         self.transport_mode = "pooled" if transport == "pooled" else bool(transport)
         found = [(n, m) for n, m in model.named_modules() if isinstance(m, SpikingNeuron)]
         if not found:
@@ -429,6 +428,11 @@ class Recorder:
         (it gathers all ranks' samples).
         """
         return tables.samples(self._collect(), self.pairs_enabled)
+
+    @property
+    def transport_enabled(self) -> bool:
+        """True when the window model's inputs are collected (``transport`` True or ``"pooled"``)."""
+        return bool(self.transport_mode)
 
     def transport_inputs(self) -> Dict[str, Dict[str, np.ndarray]]:
         """Per layer, the ``window`` predictor's inputs with a leading sample axis (``transport=True``;

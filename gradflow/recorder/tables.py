@@ -66,6 +66,13 @@ def _ids(passes: List[LayerPass], counts: List[int]) -> dict:
     }
 
 
+def _frame(cols: dict, names) -> pd.DataFrame:
+    """One DataFrame of ``cols`` in the column order ``names`` (built once: a watched step makes these
+    tables at every recorded step)."""
+    names = list(names)
+    return pd.DataFrame({c: cols[c] for c in names}, columns=names)
+
+
 def per_step(passes: List[LayerPass]) -> pd.DataFrame:
     """One row per (step, layer, t): ``schema.PER_STEP_COLUMNS``, then ``eps_mean``, ``eps_rms``, ``T``,
     ``tau`` and ``samples``.
@@ -86,7 +93,7 @@ def per_step(passes: List[LayerPass]) -> pd.DataFrame:
     a = _allreduce(torch.cat(parts))
     n = np.where(a[:, 0] > 0, a[:, 0], np.nan)
     counts = [ps.T for ps in passes]
-    cols = _ids(passes, counts)   # one DataFrame from one dict: a watched step builds this table every time
+    cols = _ids(passes, counts)
     cols["neuron"] = [ps.kind.name for ps in passes for _ in range(ps.T)]
     cols["t"] = np.concatenate([np.arange(ps.T) for ps in passes])
     cols.update(
@@ -96,8 +103,7 @@ def per_step(passes: List[LayerPass]) -> pd.DataFrame:
         eps_rms=np.sqrt(a[:, 9] / n), T=np.concatenate([np.full(ps.T, ps.T) for ps in passes]),
         tau=np.concatenate([np.full(ps.T, _tau(ps)) for ps in passes]), samples=a[:, 10].astype(np.int64),
     )
-    names = list(schema.PER_STEP_COLUMNS) + ["eps_mean", "eps_rms", "T", "tau", "samples"]
-    return pd.DataFrame({c: cols[c] for c in names}, columns=names)
+    return _frame(cols, list(schema.PER_STEP_COLUMNS) + ["eps_mean", "eps_rms", "T", "tau", "samples"])
 
 
 def _tau(ps: LayerPass) -> float:
@@ -136,11 +142,11 @@ def lags(passes: List[LayerPass]) -> pd.DataFrame:
     (:func:`gradflow.stats.relative_from_pair_sq`: sources without a spatial gradient add nothing)."""
     sums = _pair_sums(passes)
     counts = [q.shape[1] for q in sums]
-    cols = _ids(passes, counts)        # one DataFrame from one dict: a watched step builds this table every time
+    cols = _ids(passes, counts)
     cols["lag"] = np.concatenate([np.arange(c) for c in counts])
     cols["norm"] = np.concatenate([stats.lag_norm_from_pair_sq(q) for q in sums])
     cols["relative"] = np.concatenate([stats.relative_from_pair_sq(q) for q in sums])
-    return pd.DataFrame({c: cols[c] for c in schema.LAGS_COLUMNS}, columns=list(schema.LAGS_COLUMNS))
+    return _frame(cols, schema.LAGS_COLUMNS)
 
 
 def weights(passes: List[LayerPass]) -> pd.DataFrame:
@@ -174,7 +180,7 @@ def weights(passes: List[LayerPass]) -> pd.DataFrame:
     for name, value in zip(("spatial_projection", "temporal_projection", "cosine"), proj):
         d[name] = np.where(bad, np.nan, np.asarray(value, dtype=np.float64))
     d["spatial_sq"], d["temporal_sq"], d["inner"] = ss, tt, st
-    return pd.DataFrame({c: d[c] for c in cols}, columns=cols)
+    return _frame(d, cols)
 
 
 def _gather_layers(local: Dict[str, dict]) -> List[tuple]:
