@@ -193,6 +193,41 @@ def test_rectangle_alpha_theta_eps_is_zero_or_gamma():
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", ["torch", "fused"])
+@pytest.mark.parametrize("pairs", [False, True])
+def test_eps_every_step_against_autograd(kind, backend, pairs):
+    """eps[t] = du[t+1]/du[t] at fixed input (and fixed m[t-1]) at *every* step, by autograd through the
+    kind's own step; the recorder computes each step's Jacobian into one reused workspace, so a value
+    kept or reduced after the next step overwrote it would show up here."""
+    torch.manual_seed(4)
+    T, N = 7, 300
+    kw = dict(tau=1.8, surrogate="sigmoid", **({"decay_input": True} if kind == "clif" else {}))
+    neuron = gradflow.build_neuron(kind, **kw).double()
+    recorded = neuron if backend == "torch" else _fused_copy(neuron)
+    x = (torch.randn(T, N, dtype=torch.float64) * 0.8 + 0.7).requires_grad_()
+    with gradflow.record(recorded, pairs=pairs, keep_tensors=True) as rec:
+        (recorded(x) * torch.randn(T, N, dtype=torch.float64)).sum().backward()
+    kept = rec.tensors(kind)
+    dyn, p, k = neuron.dynamics, neuron.params, neuron.inv_tau()
+    k = k.detach() if isinstance(k, torch.Tensor) else k
+    with torch.no_grad():
+        state, states = dyn.init_state(x[0], p), []
+        for t in range(T):
+            states.append(state)
+            _, state, _ = dyn.step(x[t].detach(), state, p, k)
+    per = rec.per_step().sort_values("t")
+    for t in range(T - 1):
+        u = kept["u"][t].clone().requires_grad_()
+        _, after = dyn.fire_reset(u, states[t], p, k)
+        u_next = dyn.charge(x[t + 1].detach(), after, p, k)
+        (true,) = torch.autograd.grad(u_next.sum(), u)
+        torch.testing.assert_close(kept["eps"][t], true, rtol=1e-12, atol=1e-12)
+        assert per.eps_mean.iloc[t] == pytest.approx(true.mean().item(), rel=1e-9, abs=1e-12)
+        assert per.eps_rms.iloc[t] == pytest.approx(true.pow(2).mean().sqrt().item(), rel=1e-9, abs=1e-12)
+    assert kept["eps"][T - 1].abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_gradients_bit_identical_and_hooks_removed(kind):
     model, x, y = _make(kind, "conv")
     model2 = copy.deepcopy(model)

@@ -34,7 +34,7 @@ import torch  # noqa: F401  (the doctest above)
 
 from ..schema import BACKENDS
 from ..surrogate import Surrogate
-from .adjoint import cut_steps, pair_transport, sweep, temporal_from_delta
+from .adjoint import PairCarry, cut_steps, pair_transport, sweep, temporal_from_delta
 from .clif import CLIF_KIND, CLIFJacobian, CLIFKind, CLIFState, clif_fire_reset, clif_step
 from .fused import FusedNeuron, clif_multistep, lif_multistep, multistep
 from .kind import KINDS, AdjointStep, FusedForward, NeuronKind, get_kind, jacobian_at, register_kind
@@ -53,7 +53,7 @@ __all__ = [
     "LIFState", "CLIFState", "LIFJacobian", "CLIFJacobian",
     "lif_fire_reset", "clif_fire_reset", "lif_step", "clif_step",
     # adjoint loops and the fused backend
-    "sweep", "temporal_from_delta", "pair_transport", "cut_steps",
+    "sweep", "temporal_from_delta", "pair_transport", "PairCarry", "cut_steps",
     "FusedNeuron", "multistep", "lif_multistep", "clif_multistep",
     # modules
     "SpikingNeuron", "LIF", "CLIF", "PLIF", "NEURONS", "BACKENDS", "build_neuron", "NeuronTrace",

@@ -34,7 +34,7 @@ import torch
 
 from .kind import AdjointStep, NeuronKind, jacobian_at
 
-__all__ = ["cut_steps", "sweep", "temporal_from_delta", "pair_transport"]
+__all__ = ["cut_steps", "sweep", "temporal_from_delta", "pair_transport", "PairCarry"]
 
 
 def cut_steps(T: int, truncate: Optional[int]) -> Tuple[int, ...]:
@@ -103,6 +103,39 @@ def temporal_from_delta(
     return out
 
 
+class PairCarry:
+    """The pair transport of :func:`pair_transport` one step at a time, for a caller that runs its own
+    reverse sweep (the recorder computes each step's Jacobian once, for both uses).
+
+    Call :meth:`step` for ``t = T-1`` down to 0 with the Jacobian at ``t`` and ``P[t]``; it returns
+    ``rows`` with ``rows[j] = pair[t, t+1+j]`` (possibly 0 rows) and then starts the source ``P[t]``.
+    The carries live in two preallocated buffers of ``K`` rows per state field, shaped like ``like``.
+    """
+
+    def __init__(self, kind: NeuronKind, like: torch.Tensor, cut: Sequence[int], K: int):
+        self.kind, self.cut, self.K = kind, frozenset(cut), K
+        fields = len(kind.State._fields)
+        shape = (K + 1,) + tuple(like.shape)
+        self.bufs = [tuple(like.new_empty(shape) for _ in range(fields)) for _ in range(2)]
+        self.live, self.cur = 0, 0  # rows 0..live-1 of bufs[cur]: the carry of the sources t+1 .. t+live
+
+    def step(self, t: int, jac: tuple, P_t: torch.Tensor) -> torch.Tensor:
+        """``pair[t, t+1 ..]`` through the step at ``t``; then ``P[t]`` becomes a live source."""
+        kind, bufs, live = self.kind, self.bufs, self.live
+        nxt = 1 - self.cur
+        if live:
+            G = tuple(b[:live] for b in bufs[self.cur])
+            rows = kind.back(jac, G, carry_out=tuple(b[1:1 + live] for b in bufs[nxt])).delta
+        else:
+            rows = P_t.new_empty((0,) + tuple(P_t.shape))
+        if t == 0 or t in self.cut or self.K == 0:
+            self.live = 0
+        else:
+            kind.back(jac, None, P=P_t, carry_out=tuple(b[0] for b in bufs[nxt]))  # the new source, lag 0
+            self.live, self.cur = min(live, self.K - 1) + 1, nxt  # sources more than K steps away are dropped
+        return rows
+
+
 def pair_transport(
     kind: NeuronKind,
     jac_at: Callable[[int], tuple],
@@ -118,30 +151,14 @@ def pair_transport(
     steps are dropped). For each ``t`` (from ``T-1`` down) calls ``reduce(t, rows)`` with
     ``rows[j] = pair[t, t+1+j]`` (lags ``1..j_max``, ``j_max = min(K, T-1-t)``; fewer after a cut, the
     missing pairs are 0; possibly 0 rows) - lag 0 is ``P[t]`` itself. With ``collect`` (a list of
-    length T), ``collect[t]`` is ``[P[t], rows...]`` stacked. The carries live in two preallocated
-    buffers of ``K`` rows per state field.
+    length T), ``collect[t]`` is ``[P[t], rows...]`` stacked. One :class:`PairCarry` step per ``t``.
     """
-    cut = frozenset(cut)
     T = len(P)
     if T == 0:
         return
-    fields = len(kind.State._fields)
-    shape = (K + 1,) + tuple(P[0].shape)
-    bufs = [tuple(P[0].new_empty(shape) for _ in range(fields)) for _ in range(2)]
-    live, cur = 0, 0  # rows 0..live-1 of bufs[cur]: the carry of the sources t+1 .. t+live
+    carry = PairCarry(kind, P[0], cut, K)
     for t in range(T - 1, -1, -1):
-        jt = jac_at(t)
-        nxt = 1 - cur
-        if live:
-            G = tuple(b[:live] for b in bufs[cur])
-            rows = kind.back(jt, G, carry_out=tuple(b[1:1 + live] for b in bufs[nxt])).delta  # pair[t, t+1 ..]
-        else:
-            rows = P[t].new_empty((0,) + tuple(P[t].shape))
+        rows = carry.step(t, jac_at(t), P[t])
         reduce(t, rows)
         if collect is not None:
             collect[t] = torch.cat([P[t].unsqueeze(0), rows])
-        if t == 0 or t in cut or K == 0:
-            live = 0
-            continue
-        kind.back(jt, None, P=P[t], carry_out=tuple(b[0] for b in bufs[nxt]))  # the new source, lag 0
-        live, cur = min(live, K - 1) + 1, nxt  # sources more than K steps away are dropped

@@ -146,16 +146,17 @@ class CLIFKind(NeuronKind):
         mu = jac.sg + jac.kB
         return {"vu": self._vu(jac, mu), "mu": mu, "vm": -jac.s_dr * jac.q, "mm": jac.q}
 
-    def vu(self, jac: CLIFJacobian) -> torch.Tensor:
+    def vu(self, jac: CLIFJacobian, ws: Optional[dict] = None) -> torch.Tensor:
         # the recorder needs dv/du at every step (eps, the window model): without vm, mm
-        return self._vu(jac, jac.sg + jac.kB)
+        return self._vu(jac, torch.add(jac.sg, jac.kB, out=buf(ws, "mu", jac.sg)), ws)
 
     @staticmethod
-    def _vu(jac: CLIFJacobian, mu: torch.Tensor) -> torch.Tensor:
-        """``dv[t]/du[t] = 1 - s_dr mu - sg theta_r`` (module docstring), in that order of operations."""
-        vu = 1.0 - jac.s_dr * mu
+    def _vu(jac: CLIFJacobian, mu: torch.Tensor, ws: Optional[dict] = None) -> torch.Tensor:
+        """``dv[t]/du[t] = 1 - s_dr mu - sg theta_r`` (module docstring), in that order of operations
+        (``1 - x`` written as ``-x + 1``: the same bits); ``mu`` is overwritten when ``ws`` is given."""
+        vu = torch.mul(jac.s_dr, mu, out=buf(ws, "vu", mu)).neg_().add_(1.0)
         if jac.theta_r is not None:
-            vu = vu - jac.sg * jac.theta_r
+            vu.sub_(torch.mul(jac.sg, jac.theta_r, out=mu if ws is not None else None))
         return vu
 
     # ------------------------------------------------------------------ adjoint

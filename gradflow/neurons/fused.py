@@ -34,7 +34,6 @@ written for the tap separately), so a tap never changes a gradient bit; ``P + te
 
 from __future__ import annotations
 
-import inspect
 from typing import Optional, Tuple
 
 import torch
@@ -43,7 +42,7 @@ from torch.autograd.function import once_differentiable
 from .adjoint import cut_steps, sweep
 from .chunks import chunk_slices
 from .clif import CLIF_KIND
-from .kind import NeuronKind
+from .kind import NeuronKind, takes_ws
 from .lif import LIF_KIND, PLIF_KIND
 from .params import NeuronParams, Scalar, charge_dk
 
@@ -93,7 +92,7 @@ class FusedNeuron(torch.autograd.Function):
         temp_all = torch.zeros_like(delta) if keep else None
         grad_k = torch.zeros((), dtype=torch.float64, device=delta.device) if need_k else None
         fields = len(kind.State._fields)
-        takes_ws = "ws" in inspect.signature(kind.fused_jacobian).parameters
+        with_ws = takes_ws(kind.fused_jacobian)
         for sl in chunk_slices(delta):
             block = [f[:, sl] for f in flat]
             d_block = delta[:, sl]
@@ -107,7 +106,7 @@ class FusedNeuron(torch.autograd.Function):
                     torch.mul(g2[t, sl], jac.sg, out=P_all[t, sl])
                 return (g2[t, sl], jac.sg)
 
-            if takes_ws:
+            if with_ws:
                 jac_at = lambda t, b=block, ws=ws: kind.fused_jacobian(b, t, p, k, ws)  # noqa: E731
             else:  # a kind written before workspaces existed
                 jac_at = lambda t, b=block: kind.fused_jacobian(b, t, p, k)  # noqa: E731

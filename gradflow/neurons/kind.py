@@ -35,7 +35,9 @@ theory); the modules, the fused backend and the recorder need no change.
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Sequence, Tuple
+import functools
+import inspect
+from typing import Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -43,7 +45,7 @@ from ..errors import UsageError
 from .params import NeuronParams, Scalar, charge, charge_gain, fire, input_gain
 
 __all__ = ["NeuronKind", "AdjointStep", "FusedForward", "KINDS", "register_kind", "get_kind", "jacobian_at", "buf",
-           "delta_from"]
+           "delta_from", "takes_ws"]
 
 
 def delta_from(P, temporal: Optional[torch.Tensor], like: torch.Tensor,
@@ -73,6 +75,19 @@ def buf(ws: Optional[dict], name: str, like: torch.Tensor) -> Optional[torch.Ten
     if t is None or t.shape != like.shape or t.dtype != like.dtype:
         t = ws[name] = torch.empty_like(like, memory_format=torch.contiguous_format)
     return t
+
+
+def takes_ws(method: Callable) -> bool:
+    """Whether a kind's method accepts a workspace ``ws`` (a kind written before workspaces may not)."""
+    return _takes_ws(getattr(method, "__func__", method))
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_ws(fn: Callable) -> bool:
+    try:
+        return "ws" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class AdjointStep(NamedTuple):
@@ -176,14 +191,17 @@ class NeuronKind:
         ``mu = dm[t]/du[t]``, ``vm = dv[t]/dm[t-1]``, ``mm = dm[t]/dm[t-1]`` (at fixed ``u[t]``)."""
         raise NotImplementedError
 
-    def vu(self, jac: tuple) -> torch.Tensor:
-        """``dv[t]/du[t]`` alone (``dense(jac)["vu"]``; a kind with several partials may compute just this one)."""
+    def vu(self, jac: tuple, ws: Optional[dict] = None) -> torch.Tensor:
+        """``dv[t]/du[t]`` alone (``dense(jac)["vu"]``; a kind with several partials may compute just this
+        one, into the workspace ``ws`` when given: then valid until the next call with ``ws``)."""
         return self.dense(jac)["vu"]
 
-    def eps(self, jac: tuple) -> torch.Tensor:
+    def eps(self, jac: tuple, ws: Optional[dict] = None) -> torch.Tensor:
         """One-step factor ``eps[t] = du[t+1]/du[t] = a * dv[t]/du[t]`` at fixed input (and fixed
-        ``m[t-1]`` for CLIF); for the rectangle surrogate with ``alpha = theta`` LIF's is 0 or gamma."""
-        return jac.a * self.vu(jac)
+        ``m[t-1]`` for CLIF); for the rectangle surrogate with ``alpha = theta`` LIF's is 0 or gamma.
+        With a workspace ``ws`` the result lives in it (valid until the next call with ``ws``)."""
+        vu = self.vu(jac, ws) if takes_ws(self.vu) else self.vu(jac)
+        return torch.mul(vu, jac.a, out=buf(ws, "eps", vu))
 
     # ------------------------------------------------------------------ adjoint
     def back(self, jac: tuple, G: Optional[Sequence[torch.Tensor]], P: Optional[torch.Tensor] = None,

@@ -6,7 +6,7 @@ For one neuron layer and one backward pass (docs/reference.md, What is recorded)
     P[t]        = g_out[t] * sg(u[t] - theta)                 (spatial)
     temporal[t] = from the recorded delta[t+1] through the kind's closed-form Jacobian and adjoint
                   (gradflow.neurons.adjoint.temporal_from_delta), exactly 0 where the Jacobian cuts
-    pair[t, t'] = P[t'] carried back to step t by the same adjoint (pair_transport)
+    pair[t, t'] = P[t'] carried back to step t by the same adjoint (pair_transport, PairCarry)
 
 Everything is kept **per sample** (the batch dim is dim 1 of ``[T, N, ...]``), as float64 sums over the
 sample's other elements, so that every reported number can be resampled over samples
@@ -30,7 +30,9 @@ from typing import List, Optional, Union
 
 import torch
 
-from ..neurons import NeuronKind, NeuronParams, NeuronTrace, SpikingNeuron, pair_transport, temporal_from_delta
+from ..neurons import NeuronKind, NeuronParams, NeuronTrace, SpikingNeuron, sweep
+from ..neurons.adjoint import PairCarry
+from ..neurons.kind import takes_ws
 from .region import Region, RegionError
 from .transport import transport_bytes, transport_sums
 
@@ -161,22 +163,81 @@ def stack_steps(tensors: List[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, given=None,
-             transport: Union[bool, str] = False):
+             transport: Union[bool, str] = False, need_temporal: bool = True):
     """All ``delta[t]`` of the pass are known: compute everything on the device (no host sync).
 
-    Step by step, on the tensors of each step (no copy of the whole sequence). ``given = (g_out, P,
-    temporal, delta)`` ``[T, N, ...]`` comes from a fused neuron's backward (the same adjoint). With
+    One reverse sweep over the steps (``t = T-1`` down to 0), on the tensors of each step (no copy of
+    the whole sequence): the Jacobian of step ``t`` is computed when the sweep reaches it, into a
+    workspace that every step reuses (when the kind's ``jacobian`` takes ``ws``), and serves the
+    temporal part, the statistics and the pair transport of that step. ``given = (g_out, P, temporal,
+    delta)`` ``[T, N, ...]`` comes from a fused neuron's backward (the same adjoint). With
     ``transport``, the window model's per-sample sums (:func:`.transport.transport_sums`) are kept too
     (``"pooled"``: summed over the pass's samples).
-    Returns ``(P, temporal)`` as lists of T step tensors (``temporal[t]`` None where it is exactly 0).
+    Returns ``(P, temporal)``: lists of T step tensors (``temporal[t]`` None where it is exactly 0), or
+    ``temporal`` None when ``need_temporal`` is False (the weight split of an unshared region).
     """
     trace, kind, p, k, T, n = ps.trace, ps.kind, ps.params, ps.k, ps.T, ps.n
     us = [u.detach() for u in trace.u]
     fields = kind.State._fields
     prevs = ([kind.State(*(getattr(s, f).detach() for f in fields)) for s in trace.prev]
              if kind.jacobian_needs_prev else [None] * T)
-    jacs = [kind.jacobian(us[t], prevs[t], p, k) for t in range(T)]
-    zero = None
+    ws_jac = {} if takes_ws(kind.jacobian) else None
+    if ws_jac is not None:
+        jac_at = lambda t: kind.jacobian(us[t], prevs[t], p, k, ws=ws_jac)  # noqa: E731
+    else:
+        jac_at = lambda t: kind.jacobian(us[t], prevs[t], p, k)  # noqa: E731
+    ws_eps = {} if takes_ws(kind.eps) else None
+
+    def workspace_copy(v: torch.Tensor) -> torch.Tensor:
+        """``v`` itself, or a copy when it lives in one of the workspaces (valid for one step only)."""
+        for ws in (ws_jac, ws_eps, ws_back):
+            if ws and any(v.data_ptr() == b.data_ptr() for b in ws.values()):
+                return v.clone()
+        return v
+
+    buf = torch.empty_like(us[0])
+    numel = float(n * ps.E)
+    spikes = trace.spikes.detach()
+    rows = {i: [None] * T for i in (SPATIAL, TEMPORAL, TOTAL, SPIKES, WINDOW)}
+    tzero, finite, eps_sum, eps_sq = [None] * T, [None] * T, [None] * T, [None] * T
+    no_step = set(ps.cut) | {T}  # eps[t] = 0 where no step follows (t + 1 in cut, or t = T-1)
+    eps_kept: List[Optional[torch.Tensor]] = [None] * T
+    vus: List[Optional[torch.Tensor]] = [None] * T
+    K = T - 1 if max_lag is None else min(max_lag, T - 1)
+    pair_carry = PairCarry(kind, us[0], ps.cut, K) if pairs else None
+    pair_rows: List[Optional[torch.Tensor]] = [None] * T
+    collected: Optional[List[Optional[torch.Tensor]]] = [None] * T if (keep and pairs) else None
+
+    def account(t: int, jac: tuple, P: torch.Tensor, delta: torch.Tensor, temporal: Optional[torch.Tensor]):
+        """Every statistic of step ``t`` and its pairs (the workspace tensors are valid only now)."""
+        rows[SPATIAL][t] = _norms(P, n)
+        rows[TOTAL][t] = _norms(delta, n)
+        rows[SPIKES][t] = spikes[t].reshape(n, -1).sum(1)
+        rows[WINDOW][t] = _window_count(jac.sg, p, buf, n)
+        if temporal is None:
+            rows[TEMPORAL][t] = torch.zeros_like(rows[SPATIAL][t])
+            tzero[t] = torch.full((), numel, dtype=buf.dtype, device=buf.device)
+        else:
+            rows[TEMPORAL][t] = _norms(temporal, n)
+            tzero[t] = numel - _count(lambda z, b: torch.ne(z, 0, out=b), temporal, buf)
+        finite[t] = _finite_count(delta, buf)
+        if t + 1 in no_step:
+            eps_sum[t] = eps_sq[t] = torch.zeros((), dtype=buf.dtype, device=buf.device)
+        else:
+            e = kind.eps(jac) if ws_eps is None else kind.eps(jac, ws_eps)
+            eps_sum[t] = e.sum()
+            eps_sq[t] = torch.linalg.vector_norm(e).square()
+            eps_kept[t] = workspace_copy(e) if keep else None
+        if transport:
+            vus[t] = workspace_copy(kind.vu(jac))
+        if pair_carry is not None:
+            pr = pair_carry.step(t, jac, P)  # pair[t, t+1 ..]
+            if pr.shape[0]:
+                pair_rows[t] = _row_norms(pr, n)
+            if collected is not None:
+                collected[t] = torch.cat([P.unsqueeze(0), pr])
+
+    ws_back: Optional[dict] = None
     if given is not None:
         _, P_all, temp_all, delta_all = given
         Ps, deltas = list(P_all.unbind(0)), list(delta_all.unbind(0))
@@ -184,57 +245,29 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         temps[T - 1] = None
         for t in ps.cut:
             temps[t - 1] = None
+        for t in range(T - 1, -1, -1):
+            account(t, jac_at(t), Ps[t], deltas[t], temps[t])
     else:
+        zero = None
         if ps.g_out is None or any(d is None for d in ps.deltas):
             zero = torch.zeros_like(us[0])
         deltas = [zero if d is None else d for d in ps.deltas]
-        Ps = [zero if ps.g_out is None else jacs[t].sg * ps.g_out[t] for t in range(T)]
-        temps = temporal_from_delta(kind, jacs.__getitem__, deltas, ps.cut)
+        Ps = [None] * T
+        temps = [None] * T
+        ws_back = {}
+        carry = [tuple(torch.empty_like(us[0]) for _ in fields) for _ in range(2)]
+        for t, jac, step in sweep(kind, jac_at, T, ps.cut, delta=deltas, ws=ws_back, carry_bufs=carry):
+            Ps[t] = zero if ps.g_out is None else jac.sg * ps.g_out[t]
+            account(t, jac, Ps[t], deltas[t], step.temporal)
+            if step.temporal is not None and (need_temporal or keep):
+                temps[t] = step.temporal.clone()
 
-    buf = torch.empty_like(us[0])
-    numel = float(n * ps.E)
-    spikes = trace.spikes.detach()
-    rows = {SPATIAL: [], TEMPORAL: [], TOTAL: [], SPIKES: [], WINDOW: []}
-    tzero, finite, eps_sum, eps_sq = [], [], [], []
-    no_step = set(ps.cut) | {T}  # eps[t] = 0 where no step follows (t + 1 in cut, or t = T-1)
-    eps_kept = []
-    for t in range(T):
-        rows[SPATIAL].append(_norms(Ps[t], n))
-        rows[TOTAL].append(_norms(deltas[t], n))
-        rows[SPIKES].append(spikes[t].reshape(n, -1).sum(1))
-        rows[WINDOW].append(_window_count(jacs[t].sg, p, buf, n))
-        if temps[t] is None:
-            rows[TEMPORAL].append(torch.zeros_like(rows[SPATIAL][-1]))
-            tzero.append(torch.full((), numel, dtype=buf.dtype, device=buf.device))
-        else:
-            rows[TEMPORAL].append(_norms(temps[t], n))
-            tzero.append(numel - _count(lambda z, b: torch.ne(z, 0, out=b), temps[t], buf))
-        finite.append(_finite_count(deltas[t], buf))
-        if t + 1 in no_step:
-            eps_sum.append(torch.zeros((), dtype=buf.dtype, device=buf.device))
-            eps_sq.append(eps_sum[-1])
-            eps_kept.append(None)
-        else:
-            e = kind.eps(jacs[t])
-            eps_sum.append(e.sum())
-            eps_sq.append(torch.linalg.vector_norm(e).square())
-            eps_kept.append(e if keep else None)
     per_sample = torch.stack([torch.stack(rows[i]) for i in range(5)]).double()
     per_sample[:3].square_()
     per_t = torch.stack([torch.stack(tzero), numel - torch.stack(finite), torch.stack(eps_sum),
                          torch.stack(eps_sq)], dim=1).double()
     ps.per_sample, ps.per_t = per_sample, per_t
-
-    collected = [None] * T if (keep and pairs) else None
     if pairs:
-        K = T - 1 if max_lag is None else min(max_lag, T - 1)
-        pair_rows: List[Optional[torch.Tensor]] = [None] * T
-
-        def reduce(t, rows_t):
-            if rows_t.shape[0]:
-                pair_rows[t] = _row_norms(rows_t, n)
-
-        pair_transport(kind, jacs.__getitem__, Ps, ps.cut, K, reduce, collected)
         pair_sq = torch.zeros(T, K + 1, n, dtype=torch.float64, device=buf.device)
         pair_sq[:, 0] = per_sample[SPATIAL]
         for t, r in enumerate(pair_rows):
@@ -243,7 +276,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         ps.pair_sq = pair_sq
     if transport:
         ps.transport = transport_sums(
-            us, Ps, [kind.vu(j) for j in jacs], ps.cut, n=n, v_threshold=p.v_threshold,
+            us, Ps, vus, ps.cut, n=n, v_threshold=p.v_threshold,
             surrogate=p.surrogate.name, alpha=p.surrogate.alpha, pooled=transport == "pooled",
         )
     if keep:
@@ -254,7 +287,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         if collected is not None:
             ps.tensors["pairs"] = collected  # pairs[t][k] = pair[t, t+k]
     ps.done = True
-    return Ps, temps
+    return Ps, (temps if (need_temporal or given is not None) else None)
 
 
 # ----------------------------------------------------------------------------- weight split

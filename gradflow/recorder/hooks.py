@@ -359,7 +359,8 @@ class Recorder:
         if getattr(ps, "single", False):
             given = single.assemble(ps) or given
         P, temporal = finalize(ps, pairs=self.pairs_enabled, max_lag=self.max_lag, keep=self.keep_tensors,
-                               given=given, transport=self.transport_mode)
+                               given=given, transport=self.transport_mode,
+                               need_temporal=ps.region is not None and ps.shared)
         if ps.region is not None:
             start_weight_split(ps, P, temporal)
         ps.deltas = []
