@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -388,3 +390,24 @@ def test_fused_backend_records_the_same_decomposition(kind):
     for name in ("sn1", "sn2"):
         k1, k2 = r1.tensors(name), r2.tensors(name)
         torch.testing.assert_close(k2["spatial"] + k2["temporal"], k1["delta"], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["inf", "nan", "huge_finite"])
+def test_nonfinite_count_per_step_is_exact(case):
+    """``nonfinite`` counts the non-finite elements of dL/du[t] exactly: the CPU shortcut (finite norms
+    mean no count is needed) must not hide an inf or NaN, nor count finite values whose squares overflow."""
+    torch.manual_seed(5)
+    T, n, E = 5, 4, 16  # 4 samples of 16 neurons: a per-sample norm of 3e30 overflows float32
+    neuron = gradflow.LIF(tau=2.0, surrogate="sigmoid")
+    x = (torch.randn(T, n, E) * 0.8 + 0.7).requires_grad_()
+    e = torch.randn(T, n, E)
+    bad = {"inf": float("inf"), "nan": float("nan"), "huge_finite": 3e30}[case]
+    e[3, 0, 5], e[3, 2, 9], e[1, 1, 7] = bad, -bad, bad
+    with gradflow.record(neuron, keep_tensors=True) as rec:
+        (neuron(x) * e).sum().backward()
+    delta = rec.tensors("lif")["delta"]
+    expected = (~torch.isfinite(delta)).flatten(1).sum(dim=1).tolist()
+    per = rec.per_step().sort_values("t")
+    assert per.nonfinite.tolist() == expected
+    assert (sum(expected) > 0) == (case != "huge_finite")
+    assert not np.isfinite(per.grad_total_norm.iloc[3])  # the norm is not finite: the elements were counted
