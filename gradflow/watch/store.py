@@ -272,7 +272,9 @@ def _csv_text(df: pd.DataFrame, columns: List[str], header: bool) -> str:
     w = csv.writer(buf, lineterminator="\n")
     if header:
         w.writerow(columns)
-    rows = df.reindex(columns=columns).to_numpy(dtype=object).tolist()   # Python scalars, one pandas call
+    # Python scalars, one pandas call; reindex (the costly part) only when the columns differ
+    same = len(df.columns) == len(columns) and all(str(a) == b for a, b in zip(df.columns, columns))
+    rows = (df if same else df.reindex(columns=columns)).to_numpy(dtype=object).tolist()
     w.writerows([_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
