@@ -47,10 +47,10 @@ def transport_bytes(T: int, n_zones: int = len(ZONE_EDGES) + 1) -> int:
 
 def _zones(x: torch.Tensor, theta: float, h: float, edges: Sequence[float], *,
            host: Optional[bool] = None) -> torch.Tensor:
-    """Zone index (int32) of each potential in ``x`` (overwritten with ``x - theta``): edges ``e <= 0``
-    are passed at ``x - theta >= e h``, ``e > 0`` at ``x - theta > e h``. ``host``: compare in numpy
-    (default: on the CPU for float32/float64; the torch path is the device path, same results)."""
-    x.sub_(theta)
+    """Zone index (int32) of each potential in ``x`` (not modified): edges ``e <= 0`` are passed at
+    ``x - theta >= e h``, ``e > 0`` at ``x - theta > e h``. ``host``: compare in numpy (default: on the
+    CPU for float32/float64; the torch path is the device path, same results)."""
+    x = x - theta
     z = torch.zeros(x.shape, dtype=torch.int32, device=x.device)
     if host is None:
         host = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
@@ -85,14 +85,6 @@ def _bin_sums(idx: torch.Tensor, total: int, weights: Optional[torch.Tensor] = N
     return torch.zeros(total, dtype=torch.float64, device=idx.device).index_add_(0, idx, src)
 
 
-def _stack64(parts: List[torch.Tensor], n: int) -> torch.Tensor:
-    """The step tensors as one float64 ``[T, n, E]`` (one allocation)."""
-    out = torch.empty((len(parts), n, parts[0].numel() // n), dtype=torch.float64, device=parts[0].device)
-    for t, v in enumerate(parts):
-        out[t].copy_(v.reshape(n, -1))
-    return out
-
-
 def transport_sums(
     us: List[torch.Tensor],
     Ps: List[torch.Tensor],
@@ -122,54 +114,61 @@ def transport_sums(
     dev = us[0].device
     if pooled:
         n = 1
-    # every step at once ([T, n, E]), few full-size temporaries: this runs inside the backward hook
-    z = _zones(torch.stack([u.reshape(n, -1) for u in us]), v_threshold, h, edges)
-    E = z.shape[2]
-    w = _stack64(Ps, n).square_()
-    f2 = _stack64(fs, n).square_()
-    for t in cut:
-        f2[t - 1] = 0.0
+    # Step by step: every bin belongs to one step, so counting each step's elements on their own adds
+    # the same elements in the same order as one count over all steps, while the temporaries stay one
+    # step in size (on the CPU, fresh memory for all steps at once costs more than the arithmetic).
+    z = [_zones(u.reshape(n, -1), v_threshold, h, edges) for u in us]   # [n, E] each, int32
+    E = z[0].shape[1]
+    cut_from = {t - 1 for t in cut}          # f[t-1] counts as zero where the step t-1 -> t was cut
+    offsets = {}
 
-    def add_codes(code: torch.Tensor, size: int) -> torch.Tensor:
-        """``code`` ``[S, n, E]`` (in place) -> flat bin index of (step, sample, code)."""
-        S = code.shape[0]
-        if S * n * size >= 2 ** 31:
-            code = code.long()
-        return code.add_(torch.arange(0, S * n * size, size, dtype=code.dtype, device=dev).view(S, n, 1)).view(-1)
+    def flat(code: torch.Tensor, size: int) -> torch.Tensor:
+        """``code`` ``[n, E]`` (in place) -> flat bin index of (sample, code)."""
+        if n > 1:
+            if n * size >= 2 ** 31:
+                code = code.long()
+            key = (size, code.dtype)
+            if key not in offsets:
+                offsets[key] = torch.arange(0, n * size, size, dtype=code.dtype, device=dev).view(n, 1)
+            code = code.add_(offsets[key])
+        return code.view(-1)
 
-    def count(idx: torch.Tensor, S: int, size: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Bin counts (or weight sums) of flat indices from :func:`add_codes` -> ``[n, S, size]``."""
-        return _bin_sums(idx, S * n * size, weights).view(S, n, size).transpose(0, 1)
+    def bins(idx: torch.Tensor, size: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Counts (or weight sums) per bin of the flat indices ``idx`` -> ``[n, size]``."""
+        return _bin_sums(idx, n * size, weights).view(n, size)
 
-    def steps(part: torch.Tensor, before: int, after: int) -> torch.Tensor:
-        """``part`` ``[n, S, ...]`` padded with zero steps to ``[n, T, ...]``."""
-        pads = [part.new_zeros((n, k) + tuple(part.shape[2:])) for k in (before, after)]
-        return torch.cat([pads[0], part, pads[1]], dim=1)
+    def zeros(*shape: int) -> torch.Tensor:
+        return torch.zeros((n, T) + shape, dtype=torch.float64, device=dev)
 
-    ZZ = (Z, Z)
-    out = {
-        "count": torch.full((n, T), float(E), dtype=torch.float64, device=dev),
-        "spatial_sq": w.sum(2).T.contiguous(),
-    }
-    if T >= 3:
-        # (z[t-1], z[t], z[t+1]) for t = 1..T-2, weighted by f[t-1]^2
-        code3 = (z[:-2] * Z).add_(z[1:-1]).mul_(Z).add_(z[2:])
-        out["triple"] = steps(count(add_codes(code3, Z ** 3), T - 2, Z ** 3, f2[:-2]).reshape((n, T - 2, Z, Z, Z)), 1, 1)
-        del code3
-    else:
-        out["triple"] = torch.zeros((n, T, Z, Z, Z), dtype=torch.float64, device=dev)
+    spatial_sq, occupancy = zeros(), zeros(Z)
+    triple, source_mass, source, pair = zeros(Z, Z, Z), zeros(Z, Z), zeros(Z, Z), zeros(Z, Z)
+    # buffers reused by every step: P[t]^2, f[t-1]^2 (float64) and the zone codes
+    w = torch.empty((n, E), dtype=torch.float64, device=dev)
+    f2 = torch.empty_like(w) if T >= 2 else None
+    code = torch.empty((n, E), dtype=torch.int32, device=dev)
+    for t in range(T):
+        w.copy_(Ps[t].reshape(n, -1)).square_()                          # P[t]^2 in float64
+        spatial_sq[:, t] = w.sum(1)
+        if T == 1:
+            occupancy[:, 0] = bins(flat(code.copy_(z[0]), Z), Z)
+        if t == 0:
+            continue
+        cut_here = t - 1 in cut_from
+        if not cut_here:
+            f2.copy_(fs[t - 1].reshape(n, -1)).square_()                 # f[t-1]^2
+            if t + 1 < T:
+                # (z[t-1], z[t], z[t+1]) weighted by f[t-1]^2
+                torch.mul(z[t - 1], Z, out=code).add_(z[t]).mul_(Z).add_(z[t + 1])
+                triple[:, t] = bins(flat(code, Z ** 3), Z ** 3, f2).view(n, Z, Z, Z)
+        idx = flat(torch.mul(z[t - 1], Z, out=code).add_(z[t]), Z * Z)  # (z[t-1], z[t])
+        source_mass[:, t] = bins(idx, Z * Z, w).view(n, Z, Z)
+        if not cut_here:
+            source[:, t] = bins(idx, Z * Z, f2.mul_(w)).view(n, Z, Z)    # f[t-1]^2 P[t]^2
+        pair[:, t - 1] = bins(idx, Z * Z).view(n, Z, Z)
     if T >= 2:
-        # (z[t-1], z[t]) for t = 1..T-1, i.e. (z[t], z[t+1]) for t = 0..T-2
-        idx = add_codes((z[:-1] * Z).add_(z[1:]), Z * Z)
-        out["source_mass"] = steps(count(idx, T - 1, Z * Z, w[1:]).reshape((n, T - 1) + ZZ), 1, 0)
-        # f2 becomes f[t-1]^2 P[t]^2 in place: the triple above was its last plain use
-        out["source"] = steps(count(idx, T - 1, Z * Z, f2[:-1].mul_(w[1:])).reshape((n, T - 1) + ZZ), 1, 0)
-        pair = count(idx, T - 1, Z * Z).reshape((n, T - 1) + ZZ)
-        out["pair"] = steps(pair, 0, 1)
         # occupancy from the pair counts: z[t] = y for t <= T-2 (sum over a), z[T-1] = a (sum over y)
-        out["occupancy"] = torch.cat([pair.sum(3), pair[:, -1:].sum(2)], dim=1)
-    else:
-        out["occupancy"] = count(add_codes(z, Z), T, Z)
-        out["source_mass"], out["source"], out["pair"] = (torch.zeros((n, T) + ZZ, dtype=torch.float64, device=dev)
-                                                          for _ in range(3))
+        occupancy[:, :-1] = pair[:, :-1].sum(3)
+        occupancy[:, -1] = pair[:, -2].sum(1)
+    out = {"count": torch.full((n, T), float(E), dtype=torch.float64, device=dev), "occupancy": occupancy,
+           "spatial_sq": spatial_sq, "source_mass": source_mass, "source": source, "pair": pair, "triple": triple}
     return {k: out[k] for k in KEYS}
