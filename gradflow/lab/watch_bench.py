@@ -3,9 +3,10 @@
 For each model one SGD training step (forward, CE-over-time loss, backward, update) is timed three
 ways, on two copies of the same network stepped alternately (so drift hits both alike):
 
-* ``step_ms``: the plain step (median over ``probe_steps``);
-* ``recorded_step_ms``: the step under ``gradflow.watch(every=1)``, i.e. recorded, with the previous
-  step's tables, summary (1000-resample bootstrap) and CSV rows written at its start (median);
+* ``step_ms``: the plain step (median over ``2 probe_steps`` steps);
+* ``recorded_step_ms``: a recorded step under ``gradflow.watch(every=2)`` (median over ``probe_steps``
+  recorded steps, each after an unrecorded one, as in a real run), its tables, summary (1000-resample
+  bootstrap) and CSV rows written at the optimiser step included;
 * ``hook_us``: what an unrecorded step pays, the watch's forward-pre-hook counter, timed on a model
   with almost no compute (median over 2000 pairs of grad-enabled calls of a watched model and an
   unwatched copy, called alternately).
@@ -108,18 +109,22 @@ def _hook_us(neuron: str, calls: int) -> float:
 
 
 def _probe(name: str, options: dict, neuron: str, n: int) -> tuple:
-    """Median plain and recorded step times (seconds), two model copies stepped alternately."""
+    """Median plain and recorded step times (seconds): two model copies stepped alternately, the copy
+    under ``watch(every=2)``, so that each recorded step follows an unrecorded one, as in a real run
+    (caches and the allocator are not left warm by the previous recording)."""
     net, x, y = _setup(name, options, neuron)
     twin = copy.deepcopy(net)
     plain, watched_step = _stepper(net, x, y), _stepper(twin, x, y)
-    plain()
-    with tempfile.TemporaryDirectory() as tmp, Watch(twin, every=1, out=tmp) as w:
-        watched_step()                                   # warm-up: first recording, first files
+    with tempfile.TemporaryDirectory() as tmp, Watch(twin, every=2, out=tmp) as w:
+        for _ in range(2):                               # warm-up: steps 0 (recorded, first files) and 1
+            plain(), watched_step()
         t_plain, t_rec = [], []
-        for _ in range(n):
+        for i in range(2 * n):                           # steps 2, 3, ...: the even ones are recorded
             t_plain.append(_timed(plain))
-            t_rec.append(_timed(watched_step))           # includes writing the previous recorded step
-        t_rec[-1] += _timed(w.close)                     # the last one is written at close
+            t = _timed(watched_step)                     # a recorded step writes its rows at opt.step()
+            if i % 2 == 0:
+                t_rec.append(t)
+        t_rec[-1] += _timed(w.close)
     return statistics.median(t_plain), statistics.median(t_rec)
 
 
