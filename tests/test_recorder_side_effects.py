@@ -200,3 +200,67 @@ def test_a_region_shared_by_two_layers_is_split_exactly():
         assert gs[name].total_norm == pytest.approx(through[name].norm().item(), rel=1e-10)
         assert gs[name].spatial_projection + gs[name].temporal_projection == pytest.approx(1.0, abs=1e-12)
     torch.testing.assert_close(through["a"] + through["b"], g, rtol=1e-12, atol=1e-14)
+
+
+def _mm_cases():
+    """(name, make) pairs: ``make(dtype)`` returns an output whose grad_fn is an addmm/mm node whose first
+    input (the data or a previous layer's spikes) needs no gradient from the region."""
+    def linear(dtype, shape=(7, 5), bias=True, requires_grad=True):
+        lin = nn.Linear(5, 3, bias=bias).to(dtype)
+        return lin(torch.randn(*shape, dtype=dtype, requires_grad=requires_grad))
+
+    def raw_addmm(dtype):
+        w = torch.randn(5, 3, dtype=dtype, requires_grad=True)       # row-major mat2
+        b = torch.randn(3, dtype=dtype, requires_grad=True)
+        return torch.addmm(b, torch.randn(7, 5, dtype=dtype, requires_grad=True), w, beta=2.0, alpha=0.5)
+
+    return [("linear", linear), ("linear_no_bias", lambda d: linear(d, bias=False)),
+            ("linear_3d", lambda d: linear(d, shape=(2, 7, 5))),
+            ("linear_data_input", lambda d: linear(d, requires_grad=False)), ("addmm_alpha_beta", raw_addmm)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", [c for c, _ in _mm_cases()])
+def test_linear_weight_gradient_alone_has_the_nodes_bits(case, dtype):
+    """The region computes a linear map's weight and bias gradients without its input gradient, with
+    autograd's own formula: bit for bit what calling the node gives."""
+    from gradflow.recorder.region import _call
+
+    torch.manual_seed(3)
+    out = dict(_mm_cases())[case](dtype)
+    node = out.grad_fn
+    while node.name() not in ("AddmmBackward0", "MmBackward0"):
+        node = node.next_functions[0][0]
+    first = 1 if node.name() == "AddmmBackward0" else 0   # the input's slot: a boundary, not kept
+    params = {j for j, (nxt, _) in enumerate(node.next_functions) if nxt is not None and j != first}
+    keep = {nxt for j, (nxt, _) in enumerate(node.next_functions) if j in params and nxt.name() == "TBackward0"}
+    grad = torch.randn(tuple(node._input_metadata[0].shape), dtype=dtype)
+    got = _call(node, {0: grad}, keep, [(j, 0) for j in params])
+    want = node(grad)
+    assert got[first] is None                   # the input gradient is skipped
+    for j in params:
+        assert got[j] is not None and torch.equal(got[j], want[j]), j
+        assert got[j].stride() == want[j].stride()
+
+
+def test_mlp_weight_split_is_unchanged_by_the_linear_shortcut(monkeypatch):
+    """The weights table of an MLP (Linear -> LIF -> Linear -> CLIF -> readout) is the same with the
+    shortcut as with the nodes called in full."""
+    import gradflow.recorder.region as region
+
+    def run():
+        torch.manual_seed(4)
+        net = gradflow.models.build("mlp", neuron="lif", num_classes=3, T=4, in_features=6, widths=(5, 4)).double()
+        x = torch.rand(8, 6, dtype=torch.float64)
+        with gradflow.record(net, weights=True, pairs=True) as rec:
+            gradflow.losses.ce_over_time(net(x), torch.arange(8) % 3).backward()
+        return rec.weights(), {n: p.grad.clone() for n, p in net.named_parameters()}
+
+    fast, fast_grads = run()
+    monkeypatch.setattr(region, "_mm_backward", lambda *a, **k: None)
+    full, full_grads = run()
+    assert len(fast) > 0
+    pd_testing = pytest.importorskip("pandas").testing
+    pd_testing.assert_frame_equal(fast, full, check_exact=True)
+    for name in full_grads:
+        assert torch.equal(fast_grads[name], full_grads[name]), name

@@ -14,9 +14,10 @@ engine, not the node, runs tensor hooks, ``retain_grad`` and node hooks; leaves'
 never called). The result is exactly what the engine would give, bit for bit (same kernels, same
 accumulation order within a node), and nothing the user can observe happens.
 
-A convolution whose input gradient is not needed (its input is a previous layer's spikes or the data)
-is called with an output mask that skips that gradient, so the extra cost is the weight gradients and
-the batch-norm backward only. Custom autograd functions (``torch.autograd.Function``) are called through
+A convolution or linear map whose input gradient is not needed (its input is a previous layer's spikes
+or the data) computes only its weight and bias gradients (a convolution through an output mask, a
+linear map through autograd's own formula for the weight), so the extra cost is the weight gradients
+and the batch-norm backward only. Custom autograd functions (``torch.autograd.Function``) are called through
 their ``backward`` with missing gradients filled with zeros, as the engine does. The reentrant
 activation checkpoint re-runs a forward when called; a region holding one cannot be split without side
 effects and raises :class:`RegionError`.
@@ -130,6 +131,10 @@ def _call(node, got: Dict[int, torch.Tensor], keep: Set[object], param_edges) ->
     args = [got.get(i) for i in range(len(metas))]
     if name == "ConvolutionBackward0":
         return _conv_backward(node, args[0], keep, {j for j, _ in param_edges})
+    if name in ("AddmmBackward0", "MmBackward0"):
+        outs = _mm_backward(node, args[0], keep, {j for j, _ in param_edges})
+        if outs is not None:
+            return outs
     if hasattr(node, "_forward_cls"):  # a custom autograd.Function: call its backward
         args = [a if a is not None else torch.zeros(tuple(m.shape), dtype=m.dtype, device=m.device)
                 for a, m in zip(args, metas)]
@@ -159,6 +164,44 @@ def _conv_backward(node, grad: Optional[torch.Tensor], keep: Set[object], param_
         node._saved_padding, node._saved_dilation, node._saved_transposed, node._saved_output_padding,
         node._saved_groups, mask,
     )
+
+
+def _times(g: torch.Tensor, s) -> torch.Tensor:
+    """``g * s``, skipped for ``s == 1`` (autograd's ``maybe_multiply``)."""
+    return g if s == 1 else g * s
+
+
+def _mm_backward(node, grad: Optional[torch.Tensor], keep: Set[object], param_slots: Set[int]):
+    """The weight (and bias) gradients of a linear map's ``addmm``/``mm`` node without its input
+    gradient, when that input is a previous layer's spikes or the data; None (call the node) when the
+    input gradient is needed or the case is not the plain strided real one.
+
+    The formulas and the choice between them are autograd's (``mm_mat2_backward``: a column-major
+    ``mat2``, as ``weight.t()`` is, gets ``(grad^T mat1)^T``), so the bits are the node's.
+    """
+    addmm = node.name() == "AddmmBackward0"
+    slots = (1, 2) if addmm else (0, 1)          # next_functions of (mat1, mat2); addmm's 0 is ``self``
+    nexts = node.next_functions
+    needed = [nxt is not None and (j in param_slots or nxt in keep) for j, (nxt, _) in enumerate(nexts)]
+    if grad is None:
+        return (None,) * len(nexts)
+    if needed[slots[0]]:
+        return None                               # the input gradient is wanted: the node computes both
+    mat1 = node._saved_mat1 if addmm else node._saved_self
+    if (mat1 is None or grad.layout != torch.strided or mat1.layout != torch.strided
+            or grad.is_complex() or mat1.is_complex()):
+        return None
+    alpha = node._saved_alpha if addmm else 1
+    out: List[Optional[torch.Tensor]] = [None] * len(nexts)
+    if needed[slots[1]]:
+        sizes, strides = node._saved_mat2_sym_sizes, node._saved_mat2_sym_strides
+        if strides[0] == 1 and strides[1] == sizes[0]:            # column-major mat2
+            out[slots[1]] = _times(grad.t().mm(mat1).t(), alpha)
+        else:
+            out[slots[1]] = _times(mat1.t().mm(grad), alpha)
+    if addmm and needed[0]:
+        out[0] = _times(grad, node._saved_beta)
+    return tuple(out)
 
 
 def find_region(x: torch.Tensor, boundaries: Set[object], param_names: Dict[int, str]) -> Optional[Region]:
