@@ -205,8 +205,8 @@ def test_a_region_shared_by_two_layers_is_split_exactly():
 def _mm_cases():
     """(name, make) pairs: ``make(dtype)`` returns an output whose grad_fn is an addmm/mm node whose first
     input (the data or a previous layer's spikes) needs no gradient from the region."""
-    def linear(dtype, shape=(7, 5), bias=True, requires_grad=True):
-        lin = nn.Linear(5, 3, bias=bias).to(dtype)
+    def linear(dtype, shape=(7, 5), bias=True, requires_grad=True, n_out=3):
+        lin = nn.Linear(shape[-1], n_out, bias=bias).to(dtype)
         return lin(torch.randn(*shape, dtype=dtype, requires_grad=requires_grad))
 
     def raw_addmm(dtype):
@@ -216,7 +216,9 @@ def _mm_cases():
 
     return [("linear", linear), ("linear_no_bias", lambda d: linear(d, bias=False)),
             ("linear_3d", lambda d: linear(d, shape=(2, 7, 5))),
-            ("linear_data_input", lambda d: linear(d, requires_grad=False)), ("addmm_alpha_beta", raw_addmm)]
+            ("linear_data_input", lambda d: linear(d, requires_grad=False)), ("addmm_alpha_beta", raw_addmm),
+            # one input or one output feature: strides that read as both row- and column-major
+            ("linear_one_in", lambda d: linear(d, shape=(7, 1))), ("linear_one_out", lambda d: linear(d, n_out=1))]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -244,7 +246,7 @@ def test_linear_weight_gradient_alone_has_the_nodes_bits(case, dtype):
 
 
 def test_mlp_weight_split_is_unchanged_by_the_linear_shortcut(monkeypatch):
-    """The weights table of an MLP (Linear -> LIF -> Linear -> CLIF -> readout) is the same with the
+    """The weights table of an MLP (Linear -> LIF -> Linear -> LIF -> readout) is the same with the
     shortcut as with the nodes called in full."""
     import gradflow.recorder.region as region
 

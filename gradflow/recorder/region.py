@@ -187,20 +187,23 @@ def _mm_backward(node, grad: Optional[torch.Tensor], keep: Set[object], param_sl
         return (None,) * len(nexts)
     if needed[slots[0]]:
         return None                               # the input gradient is wanted: the node computes both
-    mat1 = node._saved_mat1 if addmm else node._saved_self
+    try:      # saved-attribute names of the torch versions this was checked on; others call the node
+        mat1 = node._saved_mat1 if addmm else node._saved_self
+        sizes, strides = node._saved_mat2_sym_sizes, node._saved_mat2_sym_strides
+        alpha, beta = (node._saved_alpha, node._saved_beta) if addmm else (1, 1)
+    except AttributeError:
+        return None
     if (mat1 is None or grad.layout != torch.strided or mat1.layout != torch.strided
             or grad.is_complex() or mat1.is_complex()):
         return None
-    alpha = node._saved_alpha if addmm else 1
     out: List[Optional[torch.Tensor]] = [None] * len(nexts)
     if needed[slots[1]]:
-        sizes, strides = node._saved_mat2_sym_sizes, node._saved_mat2_sym_strides
         if strides[0] == 1 and strides[1] == sizes[0]:            # column-major mat2
             out[slots[1]] = _times(grad.t().mm(mat1).t(), alpha)
         else:
             out[slots[1]] = _times(mat1.t().mm(grad), alpha)
     if addmm and needed[0]:
-        out[0] = _times(grad, node._saved_beta)
+        out[0] = _times(grad, beta)
     return tuple(out)
 
 
