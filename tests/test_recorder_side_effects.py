@@ -266,3 +266,38 @@ def test_mlp_weight_split_is_unchanged_by_the_linear_shortcut(monkeypatch):
     pd_testing.assert_frame_equal(fast, full, check_exact=True)
     for name in full_grads:
         assert torch.equal(fast_grads[name], full_grads[name]), name
+
+
+def test_two_linear_maps_in_one_region_are_split_as_before(monkeypatch):
+    """A region with two linear maps (the second one's input gradient is needed to reach the first's
+    weights: the node is called in full) and one after spikes (the shortcut): the same weights table
+    as with every node called in full, and the split still adds up to each gradient."""
+    import gradflow.recorder.region as region
+
+    class TwoMaps(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 5), nn.Linear(5, 4, bias=False)
+            self.sn, self.c, self.sn2 = gradflow.LIF(surrogate="atan"), nn.Linear(4, 4), gradflow.CLIF(surrogate="atan")
+            self.out = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.out(self.sn2(self.c(self.sn(self.b(torch.relu(self.a(x)))))))
+
+    def run():
+        torch.manual_seed(5)
+        model = TwoMaps().double()
+        with torch.no_grad():
+            model.b.weight.abs_().mul_(2.0)            # positive currents: sn spikes, c.weight gets a gradient
+        x = 3.0 * torch.rand(5, 8, 6, dtype=torch.float64)
+        with gradflow.record(model, weights=True) as rec:
+            model(x).sum().backward()
+        return rec.weights(), dict(model.named_parameters())
+
+    fast, params = run()
+    for row in fast.itertuples():
+        assert row.total_norm == pytest.approx(params[row.param].grad.norm().item(), rel=1e-10, abs=1e-14)
+    assert (fast.spatial_norm > 0).all()
+    monkeypatch.setattr(region, "_mm_backward", lambda *a, **k: None)
+    full, _ = run()
+    pytest.importorskip("pandas").testing.assert_frame_equal(fast, full, check_exact=True)
