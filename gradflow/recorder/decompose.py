@@ -258,11 +258,14 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
             zero = torch.zeros_like(us[0])
         deltas = [zero if d is None else d for d in ps.deltas]
         Ps = [None] * T
+        # the T spatial parts as views of one tensor: the weight split (and keep) take it without a copy
+        P_all = None if ps.g_out is None else torch.empty(
+            (T,) + tuple(us[0].shape), dtype=torch.promote_types(us[0].dtype, ps.g_out[0].dtype), device=buf.device)
         temps = [None] * T
         ws_back = {}
         carry = [tuple(torch.empty_like(us[0]) for _ in fields) for _ in range(2)]
         for t, jac, step in sweep(kind, jac_at, T, ps.cut, delta=deltas, ws=ws_back, carry_bufs=carry):
-            Ps[t] = zero if ps.g_out is None else jac.sg * ps.g_out[t]
+            Ps[t] = zero if P_all is None else torch.mul(jac.sg, ps.g_out[t], out=P_all[t])
             account(t, jac, Ps[t], deltas[t], step.temporal)
             if step.temporal is not None and (need_temporal or keep):
                 temps[t] = step.temporal.clone()
@@ -286,7 +289,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         )
     if keep:
         z = torch.zeros_like(us[0])
-        ps.tensors = {"u": torch.stack(us), "delta": torch.stack(deltas), "spatial": torch.stack(Ps),
+        ps.tensors = {"u": torch.stack(us), "delta": torch.stack(deltas), "spatial": stack_steps(Ps).clone(),
                       "temporal": torch.stack([z if v is None else v for v in temps]),
                       "eps": torch.stack([z if v is None else v for v in eps_kept])}
         if collected is not None:
@@ -310,7 +313,7 @@ def start_weight_split(ps: LayerPass, P: List[torch.Tensor], temporal: List[Opti
     gain = ps.kind.input_gain(ps.params, ps.k)
     x = ps.trace.x
     z = torch.zeros_like(x[0])
-    P = torch.stack(P)
+    P = stack_steps(P)            # no copy when the steps are views of one tensor (finalize's P)
     if not (isinstance(gain, float) and gain == 1.0):
         P = P * gain
     try:
