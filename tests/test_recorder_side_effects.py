@@ -9,6 +9,7 @@ import copy
 import itertools
 from collections import defaultdict
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -262,8 +263,7 @@ def test_mlp_weight_split_is_unchanged_by_the_linear_shortcut(monkeypatch):
     monkeypatch.setattr(region, "_mm_backward", lambda *a, **k: None)
     full, full_grads = run()
     assert len(fast) > 0
-    pd_testing = pytest.importorskip("pandas").testing
-    pd_testing.assert_frame_equal(fast, full, check_exact=True)
+    pd.testing.assert_frame_equal(fast, full, check_exact=True)
     for name in full_grads:
         assert torch.equal(fast_grads[name], full_grads[name]), name
 
@@ -300,4 +300,4 @@ def test_two_linear_maps_in_one_region_are_split_as_before(monkeypatch):
     assert (fast.spatial_norm > 0).all()
     monkeypatch.setattr(region, "_mm_backward", lambda *a, **k: None)
     full, _ = run()
-    pytest.importorskip("pandas").testing.assert_frame_equal(fast, full, check_exact=True)
+    pd.testing.assert_frame_equal(fast, full, check_exact=True)

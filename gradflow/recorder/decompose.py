@@ -289,7 +289,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         )
     if keep:
         z = torch.zeros_like(us[0])
-        ps.tensors = {"u": torch.stack(us), "delta": torch.stack(deltas), "spatial": stack_steps(Ps).clone(),
+        ps.tensors = {"u": torch.stack(us), "delta": torch.stack(deltas), "spatial": torch.stack(Ps),
                       "temporal": torch.stack([z if v is None else v for v in temps]),
                       "eps": torch.stack([z if v is None else v for v in eps_kept])}
         if collected is not None:

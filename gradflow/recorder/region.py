@@ -151,14 +151,16 @@ def _call(node, got: Dict[int, torch.Tensor], keep: Set[object], param_edges) ->
     return outs if isinstance(outs, tuple) else (outs,)
 
 
+def _needed(node, keep: Set[object], param_slots: Set[int]) -> List[bool]:
+    """Per input of ``node``: does the region need its gradient (a parameter, or a node leading to one)?"""
+    return [nxt is not None and (j in param_slots or nxt in keep) for j, (nxt, _) in enumerate(node.next_functions)]
+
+
 def _conv_backward(node, grad: Optional[torch.Tensor], keep: Set[object], param_slots: Set[int]):
     """``aten.convolution_backward`` with the node's saved tensors, computing only the needed gradients."""
     if grad is None:
         return (None, None, None)
-    mask = [False, False, False]
-    for j, (nxt, _) in enumerate(node.next_functions):
-        if nxt is not None and (j in param_slots or nxt in keep):
-            mask[j] = True
+    mask = _needed(node, keep, param_slots)
     return torch.ops.aten.convolution_backward(
         grad, node._saved_input, node._saved_weight, node._saved_bias_sym_sizes_opt, node._saved_stride,
         node._saved_padding, node._saved_dilation, node._saved_transposed, node._saved_output_padding,
@@ -181,10 +183,9 @@ def _mm_backward(node, grad: Optional[torch.Tensor], keep: Set[object], param_sl
     """
     addmm = node.name() == "AddmmBackward0"
     slots = (1, 2) if addmm else (0, 1)          # next_functions of (mat1, mat2); addmm's 0 is ``self``
-    nexts = node.next_functions
-    needed = [nxt is not None and (j in param_slots or nxt in keep) for j, (nxt, _) in enumerate(nexts)]
+    needed = _needed(node, keep, param_slots)
     if grad is None:
-        return (None,) * len(nexts)
+        return (None,) * len(needed)
     if needed[slots[0]]:
         return None                               # the input gradient is wanted: the node computes both
     try:      # saved-attribute names of the torch versions this was checked on; others call the node
@@ -196,7 +197,7 @@ def _mm_backward(node, grad: Optional[torch.Tensor], keep: Set[object], param_sl
     if (mat1 is None or grad.layout != torch.strided or mat1.layout != torch.strided
             or grad.is_complex() or mat1.is_complex()):
         return None
-    out: List[Optional[torch.Tensor]] = [None] * len(nexts)
+    out: List[Optional[torch.Tensor]] = [None] * len(needed)
     if needed[slots[1]]:
         if strides[0] == 1 and strides[1] == sizes[0]:            # column-major mat2
             out[slots[1]] = _times(grad.t().mm(mat1).t(), alpha)

@@ -148,8 +148,6 @@ def transport_sums(
     for t in range(T):
         w.copy_(Ps[t].reshape(n, -1)).square_()                          # P[t]^2 in float64
         spatial_sq[:, t] = w.sum(1)
-        if T == 1:
-            occupancy[:, 0] = bins(flat(code.copy_(z[0]), Z), Z)
         if t == 0:
             continue
         cut_here = t - 1 in cut_from
@@ -168,6 +166,8 @@ def transport_sums(
         # occupancy from the pair counts: z[t] = y for t <= T-2 (sum over a), z[T-1] = a (sum over y)
         occupancy[:, :-1] = pair[:, :-1].sum(3)
         occupancy[:, -1] = pair[:, -2].sum(1)
+    else:
+        occupancy[:, 0] = bins(flat(z[0], Z), Z)                         # z[0]'s last use: in place
     out = {"count": torch.full((n, T), float(E), dtype=torch.float64, device=dev), "occupancy": occupancy,
            "spatial_sq": spatial_sq, "source_mass": source_mass, "source": source, "pair": pair, "triple": triple}
     return {k: out[k] for k in KEYS}
