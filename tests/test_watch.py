@@ -380,3 +380,18 @@ def test_transport_inputs_are_stored_summed_over_samples(tmp_path, monkeypatch):
     first = json.loads(tr.inputs.iloc[0])
     np.testing.assert_array_equal(first["count"], seen[0]["sn1"]["count"].sum(axis=0))
     assert first["zone_edges"] == [-2.0, -1.0, 0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("order", ["same", "reordered", "subset", "missing"])
+def test_csv_rows_are_what_pandas_writes_for_the_stored_columns(order):
+    """A table's rows are written under the columns the file started with: the same text as pandas'
+    ``to_csv`` of the table reindexed to those columns (in their order, absent ones empty)."""
+    from gradflow.watch.store import _csv_text
+
+    df = pd.DataFrame({"layer": ["sn1", "sn2", None], "t": [0, 1, 2], "norm": [0.1, float("nan"), 1e-300],
+                       "train_step": [7, 7, 7]})
+    columns = {"same": list(df.columns), "reordered": ["t", "layer", "train_step", "norm"],
+               "subset": ["layer", "norm"], "missing": ["layer", "t", "rate", "norm", "train_step"]}[order]
+    for header in (True, False):
+        want = df.reindex(columns=columns).to_csv(index=False, header=header, lineterminator="\n")
+        assert _csv_text(df, columns, header) == want
