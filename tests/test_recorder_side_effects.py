@@ -301,3 +301,61 @@ def test_two_linear_maps_in_one_region_are_split_as_before(monkeypatch):
     monkeypatch.setattr(region, "_mm_backward", lambda *a, **k: None)
     full, _ = run()
     pd.testing.assert_frame_equal(fast, full, check_exact=True)
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused"])
+def test_linear_regions_fire_no_user_hook_and_change_no_bit(backend):
+    """The linear shortcut of the weight split (a spiking layer fed by nn.Linear, 2-D and merged 3-D)
+    leaves every user hook, retained grad and parameter grad as without recording."""
+
+    class LinearNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc0, self.sn0 = nn.Linear(6, 5), gradflow.build_neuron("lif", surrogate="atan", backend=backend)
+            self.fc1, self.sn1 = nn.Linear(5, 4), gradflow.build_neuron("clif", surrogate="atan", backend=backend)
+            self.out = nn.Linear(4, 3)
+            self.log, self.retained = None, {}
+
+        def _watch(self, name, h):
+            if self.log is not None:
+                h.register_hook(self.log.tensor_hook(name + ".hook"))
+                h.retain_grad()
+                self.retained[name] = h
+            return h
+
+        def forward(self, x):                      # x [T, N, 6]
+            s0 = self.sn0(self._watch("x0", self.fc0(x)))                       # 3-D input: merged addmm
+            s1 = self.sn1(self._watch("x1", self.fc1(s0.flatten(0, 1)).unflatten(0, x.shape[:2])))
+            return self.out(s1)
+
+    def run(rec_kw):
+        torch.manual_seed(6)
+        model = LinearNet().double()
+        log = Log()
+        model.log = log
+        for name in ("fc0", "fc1", "sn0", "sn1", "out"):
+            getattr(model, name).register_full_backward_hook(log.module_hook(name + ".module"))
+        for name, p in model.named_parameters():
+            p.register_hook(log.tensor_hook(name + ".param_hook"))
+            p.register_post_accumulate_grad_hook(log.post_acc_hook(name + ".post_acc"))
+        x = (2.0 * torch.rand(5, 4, 6, dtype=torch.float64)).requires_grad_()
+        y = torch.arange(4) % 3
+        if rec_kw is None:
+            gradflow.losses.ce_over_time(model(x), y).backward()
+        else:
+            with gradflow.record(model, **rec_kw) as rec:
+                gradflow.losses.ce_over_time(model(x), y).backward()
+            assert len(rec.weights()) > 0
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        grads.update({k: v.grad.clone() for k, v in model.retained.items()}, input=x.grad.clone())
+        return log, grads
+
+    plain_log, plain = run(None)
+    rec_log, rec = run(dict(weights=True, pairs=True))
+    assert set(plain_log.events) == set(rec_log.events)
+    for name, events in plain_log.events.items():
+        assert len(events) == len(rec_log.events[name]) > 0, name
+        _assert_identical(events, rec_log.events[name], name)
+    assert set(plain) == set(rec)
+    for name in plain:
+        _assert_identical(plain[name], rec[name], name)
