@@ -50,6 +50,8 @@ __all__ = [
     "decay_rate",
     "decay_rate_many",
     "relative_from_pair_sq",
+    "lag_sums",
+    "relative_from_lag_sums",
     "lag_norm_from_pair_sq",
     "projections",
     "bootstrap_counts",
@@ -110,14 +112,16 @@ def _profile(relative, lags) -> Tuple[np.ndarray, np.ndarray]:
     y = np.asarray(relative, dtype=np.float64)
     if y.ndim == 0:
         raise UsageError("relative must be a lag profile (an array with one entry per lag), got a scalar.")
+    if np.any(y < 0):
+        raise UsageError("relative must be non-negative (it is a ratio of norms).")
+    if lags is None and y.shape[-1] > 0:   # lags 0..M-1: sorted, distinct, lag 0 present
+        return y, np.arange(y.shape[-1], dtype=np.float64)
     k = np.arange(y.shape[-1], dtype=np.float64) if lags is None else np.asarray(lags, dtype=np.float64)
     if k.ndim != 1 or k.shape[0] != y.shape[-1]:
         raise UsageError(f"lags must be a 1-D array with one entry per profile value ({y.shape[-1]}), "
                          f"got shape {k.shape}.")
     if not np.all(np.isfinite(k)) or np.any(k < 0) or len(np.unique(k)) != len(k):
         raise UsageError("lags must be distinct, finite and non-negative.")
-    if np.any(y < 0):
-        raise UsageError("relative must be non-negative (it is a ratio of norms).")
     order = np.argsort(k, kind="stable")
     k, y = k[order], y[..., order]
     if k.size == 0 or k[0] != 0:
@@ -266,6 +270,34 @@ def relative_from_pair_sq(pair_sq) -> np.ndarray:
     array([1.  , 0.5 , 0.25])
     """
     num, src, _ = _pair_sums(pair_sq)
+    return relative_from_lag_sums(num, src)
+
+
+def lag_sums(pair_sq) -> Tuple[np.ndarray, np.ndarray]:
+    """The two sums behind :func:`relative_from_pair_sq`, ``num[..., K+1]`` and ``src[..., K+1]``::
+
+        num_k = sum_{t=0}^{T-1-k} pair_sq[t, k]        src_k = sum_{t'=k}^{T-1} pair_sq[t', 0]
+
+    Both are linear in ``pair_sq``, so the sums over samples (or a resample's weighted sums) of the
+    per-sample ``num``, ``src`` are those of the summed ``pair_sq``: a bootstrap can resample these
+    ``2 (K+1)`` numbers per sample instead of all ``T (K+1)``.
+
+    >>> num, src = lag_sums(np.array([[4.0, 1.0], [9.0, 0.0]]))
+    >>> num.tolist(), src.tolist()
+    ([13.0, 1.0], [13.0, 9.0])
+    """
+    num, src, _ = _pair_sums(pair_sq)
+    return num, src
+
+
+def relative_from_lag_sums(num, src) -> np.ndarray:
+    """``relative_k = sqrt(num_k / src_k)`` from the sums of :func:`lag_sums` (``[..., K+1]`` each):
+    ``relative_0 = 1``, NaN where ``src_k = 0``.
+
+    >>> relative_from_lag_sums(np.array([13.0, 1.0]), np.array([13.0, 4.0]))
+    array([1. , 0.5])
+    """
+    num, src = np.asarray(num, dtype=np.float64), np.asarray(src, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.sqrt(np.where(src > 0, num / src, np.nan))
     rel[..., 0] = np.where(src[..., 0] > 0, 1.0, np.nan)

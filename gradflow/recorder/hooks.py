@@ -421,6 +421,21 @@ class Recorder:
             raise UsageError("The weight split was not recorded; use gradflow.record(model, weights=True).")
         return tables.weights(passes)
 
+    def columns(self, table: str) -> "tables.Columns":
+        """The columns of ``per_step``, ``lags``, ``weights`` or ``layer_info`` as a dict of numpy arrays
+        (or lists) in column order: the same values as the DataFrame methods, without building a
+        DataFrame (for writers that only turn them into text, e.g. :func:`gradflow.watch`)."""
+        builders = {"per_step": tables.per_step_columns, "lags": tables.lags_columns,
+                    "weights": tables.weights_columns, "layer_info": tables.layer_info_columns}
+        if table not in builders:
+            raise UsageError(f"Unknown table {table!r}; choose one of {', '.join(builders)}.")
+        passes = self._collect()
+        if table == "lags" and not self.pairs_enabled:
+            raise UsageError("Pairs were not recorded; use gradflow.record(model, pairs=True).")
+        if table == "weights" and not self.weights_enabled:
+            raise UsageError("The weight split was not recorded; use gradflow.record(model, weights=True).")
+        return builders[table](passes)
+
     def samples(self) -> Dict[str, "tables.LayerSamples"]:
         """Per layer, the per-sample squared norms and counts of every recorded pass (:class:`.tables.LayerSamples`).
 

@@ -21,7 +21,8 @@ from ..errors import UsageError
 from ..theory.window import ZONE_EDGES
 from .decompose import EPS_SQ, EPS_SUM, NONFINITE, SPATIAL, SPIKES, TEMPORAL, TOTAL, TZERO, WINDOW, LayerPass
 
-__all__ = ["LayerSamples", "per_step", "pairs", "lags", "weights", "samples", "transport_inputs", "layer_info"]
+__all__ = ["LayerSamples", "Columns", "per_step", "pairs", "lags", "weights", "samples", "transport_inputs", "layer_info",
+           "per_step_columns", "lags_columns", "weights_columns", "layer_info_columns"]
 
 
 class LayerSamples(NamedTuple):
@@ -66,16 +67,23 @@ def _ids(passes: List[LayerPass], counts: List[int]) -> dict:
     }
 
 
-def _frame(cols: dict, names) -> pd.DataFrame:
-    """One DataFrame of ``cols`` in the column order ``names`` (built once: a watched step makes these
-    tables at every recorded step)."""
-    names = list(names)
-    return pd.DataFrame({c: cols[c] for c in names}, columns=names)
+#: A table as columns: column name -> numpy array (or list), in column order, all of one length.
+Columns = Dict[str, object]
+
+
+def _ordered(cols: dict, names) -> Columns:
+    """``cols`` in the column order ``names``."""
+    return {c: cols[c] for c in names}
 
 
 def per_step(passes: List[LayerPass]) -> pd.DataFrame:
     """One row per (step, layer, t): ``schema.PER_STEP_COLUMNS``, then ``eps_mean``, ``eps_rms``, ``T``,
-    ``tau`` and ``samples``.
+    ``tau`` and ``samples`` (the DataFrame of :func:`per_step_columns`)."""
+    return pd.DataFrame(per_step_columns(passes))
+
+
+def per_step_columns(passes: List[LayerPass]) -> Columns:
+    """The columns of :func:`per_step`, in order (numpy arrays; ``layer`` and ``neuron`` lists).
 
     Norms are the square roots of the per-sample squared norms summed over samples (and ranks);
     ``eps_mean``/``eps_rms`` are the mean and RMS over elements of ``eps[t] = du[t+1]/du[t]`` at fixed
@@ -103,7 +111,7 @@ def per_step(passes: List[LayerPass]) -> pd.DataFrame:
         eps_rms=np.sqrt(a[:, 9] / n), T=np.concatenate([np.full(ps.T, ps.T) for ps in passes]),
         tau=np.concatenate([np.full(ps.T, _tau(ps)) for ps in passes]), samples=a[:, 10].astype(np.int64),
     )
-    return _frame(cols, list(schema.PER_STEP_COLUMNS) + ["eps_mean", "eps_rms", "T", "tau", "samples"])
+    return _ordered(cols, list(schema.PER_STEP_COLUMNS) + ["eps_mean", "eps_rms", "T", "tau", "samples"])
 
 
 def _tau(ps: LayerPass) -> float:
@@ -140,13 +148,18 @@ def lags(passes: List[LayerPass]) -> pd.DataFrame:
     """One row per (step, layer, lag): ``norm`` = ``G_k`` (RMS over the ``T - k`` pairs at lag k) and
     ``relative`` = the transport ratio ``sqrt(sum_t ||pair[t, t+k]||^2 / sum_t ||P[t+k]||^2)``
     (:func:`gradflow.stats.relative_from_pair_sq`: sources without a spatial gradient add nothing)."""
+    return pd.DataFrame(lags_columns(passes))
+
+
+def lags_columns(passes: List[LayerPass]) -> Columns:
+    """The columns of :func:`lags`, in order."""
     sums = _pair_sums(passes)
     counts = [q.shape[1] for q in sums]
     cols = _ids(passes, counts)
     cols["lag"] = np.concatenate([np.arange(c) for c in counts])
     cols["norm"] = np.concatenate([stats.lag_norm_from_pair_sq(q) for q in sums])
     cols["relative"] = np.concatenate([stats.relative_from_pair_sq(q) for q in sums])
-    return _frame(cols, schema.LAGS_COLUMNS)
+    return _ordered(cols, schema.LAGS_COLUMNS)
 
 
 def weights(passes: List[LayerPass]) -> pd.DataFrame:
@@ -160,10 +173,16 @@ def weights(passes: List[LayerPass]) -> pd.DataFrame:
     of the ranks are summed (root-sum-square of per-rank norms, not the norm of the reduced gradient).
     NaN where the split could not be made (a region that cannot be called without side effects).
     """
+    cols = weights_columns(passes)
+    return pd.DataFrame(cols) if len(cols["step"]) else pd.DataFrame(columns=list(cols))
+
+
+def weights_columns(passes: List[LayerPass]) -> Columns:
+    """The columns of :func:`weights`, in order (empty ones when no layer has a weight split)."""
     cols = list(schema.WEIGHTS_COLUMNS) + ["spatial_sq", "temporal_sq", "inner"]
     with_w = [ps for ps in passes if ps.weight_sq is not None and ps.weight_names]
     if not with_w:
-        return pd.DataFrame(columns=cols)
+        return {c: [] for c in cols}
     sq = _allreduce(torch.cat([ps.weight_sq for ps in with_w]))
     counts = [len(ps.weight_names) for ps in with_w]
     d = _ids(with_w, counts)
@@ -180,7 +199,7 @@ def weights(passes: List[LayerPass]) -> pd.DataFrame:
     for name, value in zip(("spatial_projection", "temporal_projection", "cosine"), proj):
         d[name] = np.where(bad, np.nan, np.asarray(value, dtype=np.float64))
     d["spatial_sq"], d["temporal_sq"], d["inner"] = ss, tt, st
-    return _frame(d, cols)
+    return _ordered(d, cols)
 
 
 def _gather_layers(local: Dict[str, dict]) -> List[tuple]:
@@ -248,6 +267,11 @@ def _pad(a: np.ndarray, size: int, axis: int) -> np.ndarray:
 
 def layer_info(passes: List[LayerPass]) -> pd.DataFrame:
     """One row per recorded layer: its constants at the latest recorded pass (PLIF: the tau it used)."""
+    return pd.DataFrame(layer_info_columns(passes))
+
+
+def layer_info_columns(passes: List[LayerPass]) -> Columns:
+    """The columns of :func:`layer_info`, in order (rows in layer_index order)."""
     rows = {}
     for ps in passes:
         p = ps.params
@@ -257,4 +281,9 @@ def layer_info(passes: List[LayerPass]) -> pd.DataFrame:
             v_reset=p.v_reset, detach_reset=p.detach_reset, decay_input=p.decay_input, m_grad=p.m_grad,
             truncate=ps.module.truncate,
         )
-    return pd.DataFrame(list(rows.values())).sort_values("layer_index", ignore_index=True)
+    ordered = sorted(rows.values(), key=lambda r: r["layer_index"])
+    return {c: [r[c] for r in ordered] for c in _LAYER_INFO_COLUMNS}
+
+
+_LAYER_INFO_COLUMNS = ("layer", "layer_index", "neuron", "tau", "v_threshold", "surrogate", "alpha", "reset",
+                       "v_reset", "detach_reset", "decay_input", "m_grad", "truncate")

@@ -20,7 +20,7 @@ in_window_before     share of ``||P||^2`` on neurons in the surrogate window one
 window_occupancy     the population's share in the window zones
 firing_rate          ``S_spikes / S_elements`` (per pass: the mean of the per-step rates)
 window_fraction      ``S_window / S_elements``
-relative_0..K        :func:`gradflow.stats.relative_from_pair_sq` of ``S_pair``
+relative_0..K        :func:`gradflow.stats.relative_from_lag_sums` of ``S_num``, ``S_src``
 ==================== =======================================================================
 
 The window columns and the prediction come from the theory's ``window`` model
@@ -222,19 +222,21 @@ def window_profile(tr: Transport, K: int) -> np.ndarray:
     return _window_columns(tr.flat.sum(axis=0, keepdims=True), tr, K)[0][0]
 
 
-def _metrics(sums: np.ndarray, T: int, K1: int, predicted: Optional[np.ndarray],
+def _metrics(sums: np.ndarray, K1: int, predicted: Optional[np.ndarray],
              tr: Optional[Transport]) -> np.ndarray:
-    """The :data:`NAMES` columns, then ``relative_0..K``, from resampled sums ``[B, columns]``."""
+    """The :data:`NAMES` columns, then ``relative_0..K``, from resampled sums ``[B, columns]``: squared
+    spatial and temporal norms, spikes, window elements, elements, then the lag sums ``num_0..K``,
+    ``src_0..K`` (:func:`gradflow.stats.lag_sums`) and the transport inputs."""
     B = len(sums)
     nan = np.full(B, np.nan)
     share = np.sqrt(sums[:, 1]) / (np.sqrt(sums[:, 0]) + np.sqrt(sums[:, 1]))
     act = sums[:, 2:4] / sums[:, 4:5]
-    rel = stats.relative_from_pair_sq(sums[:, 5:5 + T * K1].reshape(B, T, K1)) if K1 else np.zeros((B, 0))
+    rel = stats.relative_from_lag_sums(sums[:, 5:5 + K1], sums[:, 5 + K1:5 + 2 * K1]) if K1 else np.zeros((B, 0))
     hl = stats.half_life_many(rel) if K1 > 1 else nan
     dr = stats.decay_rate_many(rel) if K1 else nan
     window_nums = np.full((B, 3), np.nan)
     if tr is not None:
-        predicted, window_nums = _window_columns(sums[:, 5 + T * K1:], tr, K1 - 1)
+        predicted, window_nums = _window_columns(sums[:, 5 + 2 * K1:], tr, K1 - 1)
     te = stats.theory_error(predicted, rel) if predicted is not None and K1 > 1 else nan
     return np.column_stack([share, hl, dr, te, window_nums, act, rel])
 
@@ -243,13 +245,13 @@ def _bootstrap(units: Units, predicted: Optional[np.ndarray], n_resamples: int, 
                level: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Estimate, low and high of :func:`_metrics` for one layer (NaN bounds below 2 units)."""
     n = len(units.spatial_sq)
-    T, K1 = units.pair_sq.shape[1:] if units.pair_sq is not None else (0, 0)
+    K1 = units.pair_sq.shape[2] if units.pair_sq is not None else 0
     tr = units.transport
     joint = tr is not None and tr.flat.shape[0] == n
     act = units.activity if units.activity is not None else np.zeros((n, 3))
     parts = [units.spatial_sq[:, None], units.temporal_sq[:, None], act]
     if units.pair_sq is not None:
-        parts.append(units.pair_sq.reshape(n, -1))
+        parts.extend(stats.lag_sums(units.pair_sq))   # linear in pair_sq: resampled as the pair norms
     if joint:
         parts.append(tr.flat)
     x = np.concatenate(parts, axis=1)
@@ -260,7 +262,7 @@ def _bootstrap(units: Units, predicted: Optional[np.ndarray], n_resamples: int, 
     def metric(s):
         """Metrics of resampled sums ``[B, columns]`` (0/0 gives NaN quietly)."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return _metrics(s, T, K1, predicted, tr if joint else None)
+            return _metrics(s, K1, predicted, tr if joint else None)
 
     if n >= 2:    # the interval's estimate is the metric of the full sums
         ci = stats.bootstrap(x, metric, n_resamples=n_resamples, seed=seed, level=level)

@@ -183,13 +183,14 @@ class RunStore:
         return {"train_step": int(self.state["train_step"]), "passes": int(self.state["passes"])}
 
     # ------------------------------------------------------------------ writing
-    def append(self, tables: Mapping[str, pd.DataFrame], *, passes: int, next_step: int) -> None:
-        """Append one recorded step's tables and commit them (see the module documentation)."""
+    def append(self, tables: Mapping[str, object], *, passes: int, next_step: int) -> None:
+        """Append one recorded step's tables (DataFrames, or dicts of equal-length columns in column
+        order) and commit them (see the module documentation)."""
         if not self.writer:
             return
         if self._memory is not None:
-            for name, df in tables.items():
-                self._memory.setdefault(name, []).append(df)
+            for name, table in tables.items():
+                self._memory.setdefault(name, []).append(_frame(table))
             self._count(passes, next_step)
             return
         for name in TABLE_NAMES:
@@ -203,18 +204,20 @@ class RunStore:
         self.state["train_step"] = int(next_step)
         self.state["recorded_steps"] = int(self.state["recorded_steps"]) + 1
 
-    def _append_csv(self, name: str, df: pd.DataFrame) -> int:
-        """Append ``df``'s rows (with a header if the table is new) in one write; returns the new size."""
+    def _append_csv(self, name: str, df) -> int:
+        """Append the rows of ``df`` (a DataFrame or a dict of columns) in one write, with a header if the
+        table is new; returns the new size."""
         path = self.out / f"{name}.csv"
         size = int(self.state["files"].get(name, 0))
         columns = self.state["columns"].get(name)
+        names = list(df.columns) if isinstance(df, pd.DataFrame) else list(df)
         if size == 0 or columns is None:
-            columns = [str(c) for c in df.columns]
+            columns = [str(c) for c in names]
             self.state["columns"][name] = columns
             header = True
         else:
             header = False
-            extra = [c for c in df.columns if c not in columns]
+            extra = [c for c in names if c not in columns]
             if extra:
                 warnings.warn(f"gradflow.watch: {name}.csv was started without columns {extra}; they are not "
                               "written to this resumed run.", RuntimeWarning, stacklevel=3)
@@ -262,8 +265,23 @@ def _cell(v) -> object:
     return v
 
 
-def _csv_text(df: pd.DataFrame, columns: List[str], header: bool) -> str:
-    """``df``'s ``columns`` (absent ones empty) as CSV text, floats in full precision (``repr``).
+def _frame(table) -> pd.DataFrame:
+    """``table`` as a DataFrame (a dict of columns without rows keeps its column names)."""
+    if isinstance(table, pd.DataFrame):
+        return table
+    if not len(next(iter(table.values()), ())):
+        return pd.DataFrame(columns=list(table))
+    return pd.DataFrame(table)
+
+
+def _python_values(v) -> list:
+    """One column as a list of Python scalars (numpy arrays via ``tolist``)."""
+    return v.tolist() if hasattr(v, "tolist") else list(v)
+
+
+def _csv_text(df, columns: List[str], header: bool) -> str:
+    """The ``columns`` of ``df`` (a DataFrame or a dict of columns; absent ones empty) as CSV text, floats
+    in full precision (``repr``).
 
     The same text as ``df.reindex(columns=columns).to_csv(index=False)`` for the recorder's tables,
     without pandas' per-call cost (a watched step writes six small tables).
@@ -272,9 +290,14 @@ def _csv_text(df: pd.DataFrame, columns: List[str], header: bool) -> str:
     w = csv.writer(buf, lineterminator="\n")
     if header:
         w.writerow(columns)
-    # Python scalars, one pandas call; reindex (the costly part) only when the columns differ
-    same = len(df.columns) == len(columns) and all(str(a) == b for a, b in zip(df.columns, columns))
-    rows = (df if same else df.reindex(columns=columns)).to_numpy(dtype=object).tolist()
+    if isinstance(df, pd.DataFrame):
+        # Python scalars, one pandas call; reindex (the costly part) only when the columns differ
+        same = len(df.columns) == len(columns) and all(str(a) == b for a, b in zip(df.columns, columns))
+        rows = (df if same else df.reindex(columns=columns)).to_numpy(dtype=object).tolist()
+    else:
+        have = {str(c): v for c, v in df.items()}
+        n = len(next(iter(have.values()), ()))
+        rows = zip(*[_python_values(have[c]) if c in have else [None] * n for c in columns])
     w.writerows([_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 

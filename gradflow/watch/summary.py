@@ -60,11 +60,17 @@ _PER_STEP = ("train_step", "step", "layer", "layer_index", "neuron", "t", "T", "
              "window_fraction", "grad_spatial_norm", "grad_temporal_norm", "temporal_zero_fraction", "nonfinite")
 
 
-def _arrays(df: Optional[pd.DataFrame], columns) -> Optional[Dict[str, np.ndarray]]:
-    """The ``columns`` of ``df`` that exist, as numpy arrays (one conversion; per-layer masks are cheap)."""
-    if df is None or df.empty:
+def _arrays(table, columns) -> Optional[Dict[str, np.ndarray]]:
+    """The ``columns`` of ``table`` (a DataFrame, or a dict of columns as
+    :meth:`gradflow.Recorder.columns` gives) that exist, as numpy arrays (one conversion; per-layer
+    masks are cheap); None for no table or no rows."""
+    if table is None:
         return None
-    return {c: df[c].to_numpy() for c in columns if c in df.columns}
+    if isinstance(table, pd.DataFrame):
+        return None if table.empty else {c: table[c].to_numpy() for c in columns if c in table.columns}
+    cols = {c: np.asarray(table[c], dtype=object if isinstance(table[c], list) else None)
+            for c in columns if c in table}
+    return cols if cols and len(next(iter(cols.values()))) else None
 
 
 def _select(cols: Optional[Dict[str, np.ndarray]], mask: np.ndarray) -> Optional[Dict[str, np.ndarray]]:
@@ -96,8 +102,8 @@ def step_summary(tables: Mapping[str, pd.DataFrame], samples: Optional[Mapping] 
     """One row per layer of one recorded step: :data:`SUMMARY_COLUMNS`, intervals at level 0.95.
 
     ``tables``: the step's ``per_step`` (required), ``pairs`` (used only without per-sample sums),
-    ``weights`` (for the projection); each may carry a ``train_step`` column, copied to the rows
-    (NaN when absent). ``samples``: ``Recorder.samples()`` of the step, ``{layer: LayerSamples}`` (or
+    ``weights`` (for the projection), as DataFrames or dicts of columns (:meth:`gradflow.Recorder.columns`);
+    each may carry a ``train_step`` column, copied to the rows (NaN when absent). ``samples``: ``Recorder.samples()`` of the step, ``{layer: LayerSamples}`` (or
     dicts) with ``spatial_sq``, ``temporal_sq`` ``[n, T]``, ``pair_sq`` ``[n, T, K+1]`` and, for the
     intervals of the activity, ``spikes``, ``window`` ``[n, T]`` counts and ``numel`` (elements per
     sample and step).

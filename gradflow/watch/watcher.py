@@ -75,18 +75,20 @@ class _EagerStance:
 _EAGER = _EagerStance()
 
 
-def _transport_rows(rec, step: int) -> Optional[pd.DataFrame]:
+def _transport_rows(rec, step: int) -> Optional[Dict[str, list]]:
     """The window model's inputs of this step (``Recorder.transport_inputs()``, one row per backward pass
-    with ``transport="pooled"``, summed; ``zone_edges`` kept as is) as rows ``layer, inputs (JSON),
-    train_step``; None when the recorder does not collect them."""
+    with ``transport="pooled"``, summed; ``zone_edges`` kept as is) as the columns ``layer, inputs
+    (JSON), train_step``; None when the recorder does not collect them."""
     if not getattr(rec, "transport_enabled", False):
         return None
-    rows = []
+    cols: Dict[str, list] = {"layer": [], "inputs": [], "train_step": []}
     for layer, inputs in rec.transport_inputs().items():
         summed = {k: (np.asarray(v) if k == "zone_edges" else np.asarray(v).sum(axis=0)).tolist()
                   for k, v in inputs.items()}
-        rows.append({"layer": layer, "inputs": json.dumps(summed), "train_step": step})
-    return pd.DataFrame(rows, columns=["layer", "inputs", "train_step"])
+        cols["layer"].append(layer)
+        cols["inputs"].append(json.dumps(summed))
+        cols["train_step"].append(step)
+    return cols
 
 
 class Watch:
@@ -293,16 +295,24 @@ class Watch:
             return
         if self.count == "manual":
             self._started = True
-        tables = {"per_step": rec.per_step(), "lags": rec.lags(), "layers": rec.layer_info()}
+        # dicts of columns, not DataFrames: they only become CSV text (the pair table stays a DataFrame)
+        tables = {"per_step": rec.columns("per_step"), "lags": rec.columns("lags"),
+                  "layers": rec.columns("layer_info")}
         if self._record_kw["weights"]:
-            tables["weights"] = rec.weights()
+            tables["weights"] = rec.columns("weights")
         samples = rec.samples() if hasattr(rec, "samples") else None
         if self.write_pairs or samples is None:
             tables["pairs"] = rec.pairs()   # without per-sample sums the summary needs the pair norms
         for df in tables.values():
-            if "step" in df.columns:
-                df["step"] = df["step"] + self.passes
-            df["train_step"] = step          # an extra column: after the documented ones
+            if isinstance(df, pd.DataFrame):
+                if "step" in df.columns:
+                    df["step"] = df["step"] + self.passes
+                df["train_step"] = step          # an extra column: after the documented ones
+            else:
+                rows = len(next(iter(df.values())))
+                if "step" in df:
+                    df["step"] = np.asarray(df["step"], dtype=np.int64) + self.passes
+                df["train_step"] = np.full(rows, step, dtype=np.int64)
         summary = step_summary(tables, samples, n_resamples=self.n_resamples, seed=self.seed)
         if not self.write_pairs:
             tables.pop("pairs", None)
