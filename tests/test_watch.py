@@ -392,6 +392,40 @@ def test_csv_rows_are_what_pandas_writes_for_the_stored_columns(order):
                        "train_step": [7, 7, 7]})
     columns = {"same": list(df.columns), "reordered": ["t", "layer", "train_step", "norm"],
                "subset": ["layer", "norm"], "missing": ["layer", "t", "rate", "norm", "train_step"]}[order]
+    as_columns = {"layer": ["sn1", "sn2", None], "t": np.array([0, 1, 2]),
+                  "norm": np.array([0.1, float("nan"), 1e-300]), "train_step": np.full(3, 7)}
     for header in (True, False):
         want = df.reindex(columns=columns).to_csv(index=False, header=header, lineterminator="\n")
         assert _csv_text(df, columns, header) == want
+        assert _csv_text(as_columns, columns, header) == want      # the watch writes dicts of columns
+
+
+def test_watched_files_are_what_pandas_writes_for_the_in_memory_tables(tmp_path):
+    """The CSV files of a watched run (written from dicts of columns) hold the same text as pandas'
+    ``to_csv`` of the same run kept in memory (``out=None``), table by table; the summary's counts
+    stay integers."""
+    texts = {}
+    for out in (tmp_path / "run", None):
+        net = _net()
+        with gw.watch(net, every=2, out=out, pairs=True, n_resamples=20) as w:
+            _train(net, 3)
+            if out is None:
+                texts["memory"] = {k: v.to_csv(index=False, lineterminator="\n") for k, v in w._store.tables().items()}
+    files = {p.stem: p.read_text() for p in (tmp_path / "run").glob("*.csv")}
+    assert set(files) == set(texts["memory"]) >= {"per_step", "lags", "weights", "pairs", "layers", "transport", "summary"}
+    for name, text in files.items():
+        assert text == texts["memory"][name], name
+    summary = read_run(tmp_path / "run").summary
+    assert summary["samples"].dtype.kind == "i" and summary["passes"].dtype.kind == "i"
+
+
+def test_summary_columns_mixing_ints_and_nan_are_written_as_floats():
+    """A count that is NaN for one layer makes the column float, as in a DataFrame (same CSV text)."""
+    from gradflow.watch.store import _csv_text
+    from gradflow.watch.summary import _uniform
+
+    col = _uniform([256, float("nan")])
+    assert col == [256.0, col[1]] and all(isinstance(v, float) for v in col)
+    assert _uniform([1, 2]) == [1, 2] and _uniform([True, 0.5]) == [True, 0.5]
+    want = pd.DataFrame({"samples": [256, float("nan")]}).to_csv(index=False, lineterminator="\n")
+    assert _csv_text({"samples": col}, ["samples"], True) == want

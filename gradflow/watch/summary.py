@@ -42,7 +42,7 @@ import pandas as pd
 from .. import stats
 from ..report.resample import layer_row
 
-__all__ = ["SUMMARY_COLUMNS", "INTERVAL_METRICS", "step_summary"]
+__all__ = ["SUMMARY_COLUMNS", "INTERVAL_METRICS", "step_summary", "summary_columns", "summary_frame"]
 
 #: Metrics of ``summary.csv`` that carry ``<metric>_ci_low`` / ``<metric>_ci_high``.
 INTERVAL_METRICS: Tuple[str, ...] = (
@@ -121,10 +121,39 @@ def step_summary(tables: Mapping[str, pd.DataFrame], samples: Optional[Mapping] 
     >>> int(row.train_step), int(row.samples), round(float(row.temporal_share), 12), round(float(row.half_life), 12)
     (7, 32, 0.230769230769, 1.0)
     """
+    return summary_frame(summary_columns(tables, samples, n_resamples=n_resamples, seed=seed))
+
+
+def summary_frame(columns: Mapping[str, list]) -> pd.DataFrame:
+    """The DataFrame of :func:`summary_columns` (no rows: the empty table with :data:`SUMMARY_COLUMNS`)."""
+    if not len(columns[SUMMARY_COLUMNS[0]]):
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(columns)
+
+
+def summary_columns(tables: Mapping, samples: Optional[Mapping] = None, *,
+                    n_resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0) -> Dict[str, list]:
+    """:func:`step_summary` as a dict of columns (:data:`SUMMARY_COLUMNS`, in order), without the DataFrame."""
+    rows = _rows(tables, samples, n_resamples, seed)
+    return {c: _uniform([r[c] for r in rows]) for c in SUMMARY_COLUMNS}
+
+
+def _uniform(values: list) -> list:
+    """A column of ints and floats (e.g. a count that is NaN for some layer) as floats, as a DataFrame
+    column would hold it (so that its CSV text is the same)."""
+    kinds = {type(v) for v in values}
+    if any(issubclass(k, (float, np.floating)) for k in kinds) and \
+            any(issubclass(k, (int, np.integer)) and not issubclass(k, (bool, np.bool_)) for k in kinds):
+        return [float(v) for v in values]
+    return values
+
+
+def _rows(tables: Mapping, samples: Optional[Mapping], n_resamples: int, seed: int) -> List[Dict]:
+    """The rows of :func:`step_summary`, one dict per layer in layer_index order."""
     ps = _arrays(tables["per_step"], _PER_STEP)
     rows: List[Dict] = []
     if ps is None:
-        return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+        return rows
     with_samples = bool(samples)
     pairs = None if with_samples else _arrays(tables.get("pairs"), ("step", "layer", "t", "lag", "norm"))
     weights = _arrays(tables.get("weights"), ("step", "layer", "spatial_norm", "temporal_norm", "total_norm",
@@ -135,4 +164,4 @@ def step_summary(tables: Mapping[str, pd.DataFrame], samples: Optional[Mapping] 
         w = None if weights is None else _select(weights, weights["layer"] == layer)
         s = samples.get(layer) if with_samples else None
         rows.append(_row(_select(ps, ps["layer"] == layer), p, w, s, n_resamples, seed))
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return rows

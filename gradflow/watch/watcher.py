@@ -18,7 +18,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ..errors import UsageError
 from ..recorder import record
 from .store import RunStore
-from .summary import SUMMARY_COLUMNS, step_summary
+from .summary import SUMMARY_COLUMNS, summary_columns, summary_frame
 
 __all__ = ["watch", "Watch", "COUNT_MODES"]
 
@@ -313,7 +313,7 @@ class Watch:
                 if "step" in df:
                     df["step"] = np.asarray(df["step"], dtype=np.int64) + self.passes
                 df["train_step"] = np.full(rows, step, dtype=np.int64)
-        summary = step_summary(tables, samples, n_resamples=self.n_resamples, seed=self.seed)
+        summary = summary_columns(tables, samples, n_resamples=self.n_resamples, seed=self.seed)
         if not self.write_pairs:
             tables.pop("pairs", None)
         transport = _transport_rows(rec, step)
@@ -322,9 +322,10 @@ class Watch:
         self.passes += rec.steps
         tables["summary"] = summary
         self._store.append(tables, passes=self.passes, next_step=max(step + 1, self._next_step()))
-        if self.rank == 0:
+        if self.rank == 0 and self.loggers:
+            frame = summary_frame(summary)
             for lg in self.loggers:
-                lg.log_step(summary, step)
+                lg.log_step(frame, step)
 
     # ------------------------------------------------------------------ results
     def tables(self) -> Dict[str, pd.DataFrame]:
