@@ -145,19 +145,21 @@ def transport_sums(
     w = torch.empty((n, E), dtype=torch.float64, device=dev)
     f2 = torch.empty_like(w) if T >= 2 else None
     code = torch.empty((n, E), dtype=torch.int32, device=dev)
+    pair_code = torch.empty_like(code) if T >= 2 else None
     for t in range(T):
         w.copy_(Ps[t].reshape(n, -1)).square_()                          # P[t]^2 in float64
         spatial_sq[:, t] = w.sum(1)
         if t == 0:
             continue
         cut_here = t - 1 in cut_from
+        pc = torch.mul(z[t - 1], Z, out=pair_code).add_(z[t])            # (z[t-1], z[t])
         if not cut_here:
             f2.copy_(fs[t - 1].reshape(n, -1)).square_()                 # f[t-1]^2
             if t + 1 < T:
                 # (z[t-1], z[t], z[t+1]) weighted by f[t-1]^2
-                torch.mul(z[t - 1], Z, out=code).add_(z[t]).mul_(Z).add_(z[t + 1])
+                torch.mul(pc, Z, out=code).add_(z[t + 1])
                 triple[:, t] = bins(flat(code, Z ** 3), Z ** 3, f2).view(n, Z, Z, Z)
-        idx = flat(torch.mul(z[t - 1], Z, out=code).add_(z[t]), Z * Z)  # (z[t-1], z[t])
+        idx = flat(pc, Z * Z)                                            # the sample offsets added in place
         source_mass[:, t] = bins(idx, Z * Z, w).view(n, Z, Z)
         if not cut_here:
             source[:, t] = bins(idx, Z * Z, f2.mul_(w)).view(n, Z, Z)    # f[t-1]^2 P[t]^2
