@@ -463,7 +463,8 @@ def bootstrap(
         S_b = sum_i c[b, i] * per_sample[i]            (counts @ per_sample.reshape(n, -1))
 
     ``metric`` maps sums with a leading resample axis, ``[B, ...]``, to values ``[B, ...']`` (any
-    trailing shape), e.g. ``lambda s: relative_from_pair_sq(s)[:, 1]``. Returns
+    trailing shape), each row from its own sums, e.g. ``lambda s: relative_from_pair_sq(s)[:, 1]``
+    (it is called once per chunk, the full-sample sums as an extra first row of the first chunk). Returns
     ``Interval(estimate, low, high, n_valid)``: ``estimate`` is the metric of the full-sample sums,
     ``low``/``high`` the percentile interval of the resampled values at ``level``
     (:func:`percentile_interval`: NaN resamples left out and counted in ``n_valid``, ``+inf``
@@ -484,12 +485,16 @@ def bootstrap(
         raise DataError("a bootstrap needs at least one sample; per_sample is empty.")
     n, tail = x.shape[0], x.shape[1:]
     flat = x.reshape(n, -1)
-    estimate = _apply(metric, flat.sum(axis=0).reshape((1,) + tail))[0]
     chunk = max(1, min(int(n_resamples), _CHUNK_ELEMENTS // max(n, flat.shape[1], 1)))
-    values = []
+    values, estimate = [], None
     for counts in _count_chunks(n, int(n_resamples), int(seed), chunk):
-        sums = (counts @ flat).reshape((counts.shape[0],) + tail)
-        values.append(_apply(metric, sums))
+        sums = counts @ flat
+        if estimate is None:       # the full-sample sums ride along as row 0 of the first chunk
+            sums = np.concatenate([flat.sum(axis=0)[None], sums])
+        val = _apply(metric, sums.reshape((sums.shape[0],) + tail))
+        if estimate is None:
+            estimate, val = val[0], val[1:]
+        values.append(val)
     low, high, n_valid = percentile_interval(np.concatenate(values), level)
     return Interval(_out(estimate), low, high, n_valid)
 
