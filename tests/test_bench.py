@@ -140,3 +140,33 @@ def test_bench_part_watch_reports_the_watch_overhead():
     res = CliRunner().invoke(app, ["bench", "--quick", "--part", "watch"])
     assert res.exit_code == 0, res.output
     assert "rec. step ms" in res.output and "spiking_resnet18" in res.output
+
+
+def test_watch_estimate_counts_every_cost_of_a_run(monkeypatch):
+    """The estimate adds the one-time cost, the recorded steps, the steps right after them and the counter
+    of the other steps, over steps x plain step (gradflow.lab.watch_bench's formula), with the plain step
+    taken as the reference steps less the counter."""
+    import gradflow.lab.watch_bench as wb
+
+    monkeypatch.setattr(wb, "_hook_us", lambda neuron, calls: 5.0)
+    monkeypatch.setattr(wb, "_probe", lambda name, options, neuron, n: (0.010005, 0.040, 0.012))
+    monkeypatch.setattr(wb, "_first_in_subprocess", lambda name, options, neuron, threads: 0.020)
+    models = (("mlp", dict(in_features=4, widths=(4,), T=2, batch=2)),)
+    row = wb.watch_bench(models, steps=200, every=100, direct=(), threads=None).iloc[0]
+    step = 0.010005 - 5e-6
+    extra = 0.020 + 2 * (0.040 - step) + 2 * (0.012 - step) + (200 - 4) * 5e-6
+    assert row.recorded == 2 and abs(row.step_ms - 1e3 * step) < 1e-9
+    assert abs(row.estimated_overhead_pct - 100 * extra / (200 * step)) < 1e-9
+    assert row.first_ms == 20.0 and row.after_step_ms == 12.0
+    # every step recorded: no step after a recorded one, no counter-only step
+    row = wb.watch_bench(models, steps=10, every=1, direct=(), threads=None, first=False).iloc[0]
+    assert abs(row.estimated_overhead_pct - 100 * 10 * (0.040 - step) / (10 * step)) < 1e-9
+    assert math.isnan(row.first_ms)
+
+
+def test_watch_first_cost_runs_in_a_fresh_process():
+    """The one-time cost is measured in a subprocess (a fresh interpreter) and comes back as seconds."""
+    from gradflow.lab.watch_bench import _first_in_subprocess
+
+    t = _first_in_subprocess("mlp", dict(in_features=8, widths=(8,), T=2, batch=4), "lif", 1)
+    assert isinstance(t, float) and math.isfinite(t) and t < 30.0

@@ -1,20 +1,28 @@
 """``gradflow bench --part watch``: what :func:`gradflow.watch` costs a training loop.
 
-For each model one SGD training step (forward, CE-over-time loss, backward, update) is timed three
-ways, on two copies of the same network stepped alternately (so drift hits both alike):
+For each model one SGD training step (forward, CE-over-time loss, backward, update) of one network
+under ``gradflow.watch(every=4)`` is timed step by step, ``probe_steps`` cycles of four steps after a
+warm-up cycle (the reference steps interleaved with the recorded ones, so drift hits both alike):
 
-* ``step_ms``: the plain step (median over ``2 probe_steps`` steps);
-* ``recorded_step_ms``: a recorded step under ``gradflow.watch(every=2)`` (median over ``probe_steps``
-  recorded steps, each after an unrecorded one, as in a real run), its tables, summary (1000-resample
-  bootstrap) and CSV rows written at the optimiser step included;
+* ``recorded_step_ms``: the recorded step (median), its tables, summary (1000-resample bootstrap) and
+  CSV rows written at the optimiser step included;
+* ``after_step_ms``: the unrecorded step right after it (median): it pays for the caches and the
+  memory the recorded step took;
+* ``step_ms``: the plain step: the median of the other two steps of each cycle, less ``hook_us``;
+* ``first_ms``: what a run pays once, measured in a fresh process (the first recorded step of a
+  process draws and caches the bootstrap's resample counts, opens the files, runs code for the first
+  time): ``gradflow.watch(...)`` itself, plus its first recorded step minus a later one, plus
+  ``close()``; the process has made plain steps before, so the plain run's own first-step costs
+  are not counted;
 * ``hook_us``: what an unrecorded step pays, the watch's forward-pre-hook counter, timed on a model
   with almost no compute (median over 2000 pairs of grad-enabled calls of a watched model and an
   unwatched copy, called alternately).
 
 The overhead of a run of ``steps`` steps recording every ``every``-th (``n_rec = ceil(steps / every)``
-recorded steps) follows::
+recorded steps, each followed by an unrecorded one when ``every > 1``) follows::
 
-    estimated_overhead = (n_rec (recorded_step - step) + (steps - n_rec) hook) / (steps * step)
+    extra = first + n_rec (recorded_step - step) + n_after (after_step - step) + (steps - n_rec - n_after) hook
+    estimated_overhead = extra / (steps * step)          n_after = min(n_rec, steps - n_rec) if every > 1 else 0
 
 and, for the models in ``direct`` (fast ones), it is also measured end to end: ``repeats`` runs of
 ``steps`` plain steps against ``steps`` watched steps (watch created and closed inside the timed
@@ -23,7 +31,7 @@ the direct figure carries the machine's noise (a few percent); the estimate does
 Never use these numbers as test assertions.
 
 >>> df = watch_bench(models=(("mlp", dict(in_features=8, widths=(8,), T=2, batch=4)),), steps=4, every=2,
-...                  probe_steps=2, repeats=1, hook_calls=10)
+...                  probe_steps=2, repeats=1, hook_calls=10, first=False)
 >>> int(df.loc[0, "recorded"]), list(df.columns) == WATCH_COLUMNS
 (2, True)
 """
@@ -31,8 +39,11 @@ Never use these numbers as test assertions.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from typing import Callable, Optional, Sequence
@@ -43,12 +54,13 @@ import torch
 from .. import losses, models as model_zoo
 from ..watch.watcher import Watch
 
-__all__ = ["WATCH_COLUMNS", "WATCH_MODELS", "WATCH_QUICK_MODELS", "watch_bench", "watch_table"]
+__all__ = ["WATCH_COLUMNS", "WATCH_MODELS", "WATCH_QUICK_MODELS", "watch_bench", "watch_table", "first_cost"]
 
 #: Columns of :func:`watch_bench` (one row per model).
 WATCH_COLUMNS = [
-    "model", "neuron", "T", "batch", "steps", "every", "recorded", "step_ms", "recorded_step_ms", "hook_us",
-    "estimated_overhead_pct", "direct_plain_s", "direct_watched_s", "direct_overhead_pct", "repeats", "threads",
+    "model", "neuron", "T", "batch", "steps", "every", "recorded", "step_ms", "recorded_step_ms", "after_step_ms",
+    "first_ms", "hook_us", "estimated_overhead_pct", "direct_plain_s", "direct_watched_s", "direct_overhead_pct",
+    "repeats", "threads",
 ]
 
 #: Issue 16's setting: the demo MLP (16x16 shapes images, 128-128 hidden, batch 256) and spiking_resnet18,
@@ -109,23 +121,52 @@ def _hook_us(neuron: str, calls: int) -> float:
 
 
 def _probe(name: str, options: dict, neuron: str, n: int) -> tuple:
-    """Median plain and recorded step times (seconds): two model copies stepped alternately, the copy
-    under ``watch(every=2)``, so that each recorded step follows an unrecorded one, as in a real run
-    (caches and the allocator are not left warm by the previous recording)."""
+    """Median plain, recorded and after-recorded step times (seconds) of one network under
+    ``watch(every=4)``: per cycle of four steps, the recorded step, the step after it, and two
+    unrecorded steps that serve as the plain reference (their hook, a few microseconds, is taken off
+    by the caller). One network, so that every step finds the caches and the memory its neighbours
+    left, as in a real run; the reference steps are interleaved with the recorded ones, so drift hits
+    both alike."""
     net, x, y = _setup(name, options, neuron)
-    twin = copy.deepcopy(net)
-    plain, watched_step = _stepper(net, x, y), _stepper(twin, x, y)
-    with tempfile.TemporaryDirectory() as tmp, Watch(twin, every=2, out=tmp) as w:
-        for _ in range(2):                               # warm-up: steps 0 (recorded, first files) and 1
-            plain(), watched_step()
-        t_plain, t_rec = [], []
-        for i in range(2 * n):                           # steps 2, 3, ...: the even ones are recorded
-            t_plain.append(_timed(plain))
-            t = _timed(watched_step)                     # a recorded step writes its rows at opt.step()
-            if i % 2 == 0:
-                t_rec.append(t)
-        t_rec[-1] += _timed(w.close)
-    return statistics.median(t_plain), statistics.median(t_rec)
+    step = _stepper(net, x, y)
+    with tempfile.TemporaryDirectory() as tmp, Watch(net, every=4, out=tmp):
+        for _ in range(4):                               # warm-up: one cycle (the first recording, files)
+            step()
+        t_rec, t_after, t_plain = [], [], []
+        for i in range(4 * n):                           # steps 4, 5, ...: every fourth is recorded
+            t = _timed(step)                             # a recorded step writes its rows at opt.step()
+            (t_rec, t_after, t_plain, t_plain)[i % 4].append(t)
+    return statistics.median(t_plain), statistics.median(t_rec), statistics.median(t_after)
+
+
+def first_cost(name: str, options: dict, neuron: str, n: int = 3) -> float:
+    """Seconds a watched run pays once (``first_ms``; module documentation), in this process: call it in a
+    fresh one. Plain steps first (the plain run's own first-step costs are not the watch's), then
+    ``Watch(...)``, ``2 n + 1`` steps (recorded: 0, 2, ...) and ``close()``; returns init + close + the
+    first recorded step minus the median of the later ones."""
+    net, x, y = _setup(name, options, neuron)
+    step = _stepper(net, x, y)
+    for _ in range(3):
+        step()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        w = Watch(net, every=2, out=tmp)
+        t_init = time.perf_counter() - t0
+        times = [_timed(step) for _ in range(2 * n + 1)]
+        t_close = _timed(w.close)
+    return t_init + t_close + times[0] - statistics.median(times[2::2])
+
+
+def _first_in_subprocess(name: str, options: dict, neuron: str, threads: Optional[int]) -> float:
+    """:func:`first_cost` in a fresh Python process (same interpreter and thread setting)."""
+    code = ("import json, sys, torch\n"
+            "from gradflow.lab.watch_bench import first_cost\n"
+            "args = json.loads(sys.argv[1])\n"
+            "if args['threads'] is not None: torch.set_num_threads(args['threads'])\n"
+            "print(json.dumps(first_cost(args['name'], args['options'], args['neuron'])))\n")
+    arg = json.dumps(dict(name=name, options=options, neuron=neuron, threads=threads))
+    out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def _direct(name: str, options: dict, neuron: str, steps: int, every: int, repeats: int) -> tuple:
@@ -166,27 +207,35 @@ def watch_bench(
     direct: Sequence[str] = ("mlp",),
     hook_calls: int = 2000,
     threads: Optional[int] = 1,
+    first: bool = True,
     log: Optional[Callable[[str], None]] = None,
 ) -> pd.DataFrame:
     """The watch's overhead per model (:data:`WATCH_COLUMNS`); see the module documentation.
 
     ``models``: ``(name, options)`` pairs with ``T`` and ``batch`` (the MLP also ``in_features``);
     ``direct``: the models also timed end to end over ``steps`` steps; ``threads``: torch CPU threads
-    for the run (None keeps the current setting).
+    for the run (None keeps the current setting); ``first``: measure the one-time cost in a fresh
+    process (False: ``first_ms`` is NaN and counts as 0).
     """
     if threads is not None:
         torch.set_num_threads(threads)
     hook = _hook_us(neuron, hook_calls)
     n_rec = math.ceil(steps / every)
+    n_after = min(n_rec, steps - n_rec) if every > 1 else 0
     rows = []
     for name, options in models:
-        t_step, t_rec = _probe(name, options, neuron, probe_steps)
+        t_ref, t_rec, t_after = _probe(name, options, neuron, probe_steps)
+        t_step = t_ref - max(hook, 0.0) * 1e-6          # the reference steps carry the watch's counter
+        t_first = _first_in_subprocess(name, options, neuron, threads) if first else math.nan
         # a negative hook time is timing noise around zero: it may not lower the estimate
-        est = 100 * (n_rec * (t_rec - t_step) + (steps - n_rec) * max(hook, 0.0) * 1e-6) / (steps * t_step)
+        extra = ((0.0 if math.isnan(t_first) else t_first) + n_rec * (t_rec - t_step) + n_after * (t_after - t_step)
+                 + (steps - n_rec - n_after) * max(hook, 0.0) * 1e-6)
         row = dict(model=name, neuron=neuron, T=int(options["T"]), batch=int(options["batch"]), steps=steps,
-                   every=every, recorded=n_rec, step_ms=1e3 * t_step, recorded_step_ms=1e3 * t_rec, hook_us=hook,
-                   estimated_overhead_pct=est, direct_plain_s=math.nan, direct_watched_s=math.nan,
-                   direct_overhead_pct=math.nan, repeats=repeats, threads=torch.get_num_threads())
+                   every=every, recorded=n_rec, step_ms=1e3 * t_step, recorded_step_ms=1e3 * t_rec,
+                   after_step_ms=1e3 * t_after, first_ms=1e3 * t_first, hook_us=hook,
+                   estimated_overhead_pct=100 * extra / (steps * t_step), direct_plain_s=math.nan,
+                   direct_watched_s=math.nan, direct_overhead_pct=math.nan, repeats=repeats,
+                   threads=torch.get_num_threads())
         if name in direct:
             a, b = _direct(name, options, neuron, steps, every, repeats)
             row.update(direct_plain_s=a, direct_watched_s=b, direct_overhead_pct=100 * (b / a - 1))
@@ -198,12 +247,16 @@ def watch_bench(
 
 def watch_table(rows) -> str:
     """The benchmark as text, one line per model."""
-    head = (f"{'model':17} {'neuron':6} {'T':>2} {'batch':>5} {'step ms':>9} {'rec. step ms':>12} {'hook us':>8} "
-            f"{'est. %':>7} {'direct %':>8}")
+    head = (f"{'model':17} {'neuron':6} {'T':>2} {'batch':>5} {'step ms':>9} {'rec. step ms':>12} "
+            f"{'after ms':>9} {'first ms':>9} {'hook us':>8} {'est. %':>7} {'direct %':>8}")
     lines = [head, "-" * len(head)]
+
+    def num(v, width: int, digits: int) -> str:
+        return f"{'-':>{width}}" if v is None or math.isnan(v) else f"{v:{width}.{digits}f}"  # JSON: None for NaN
+
     for r in (rows.to_dict("records") if hasattr(rows, "to_dict") else rows):
-        d = r["direct_overhead_pct"]
-        direct = "-" if d is None or math.isnan(d) else f"{d:8.2f}"  # JSON rows carry None for NaN
         lines.append(f"{r['model']:17} {r['neuron']:6} {r['T']:>2} {r['batch']:>5} {r['step_ms']:9.1f} "
-                     f"{r['recorded_step_ms']:12.1f} {r['hook_us']:8.1f} {r['estimated_overhead_pct']:7.2f} {direct:>8}")
+                     f"{r['recorded_step_ms']:12.1f} {num(r.get('after_step_ms'), 9, 1)} "
+                     f"{num(r.get('first_ms'), 9, 1)} {r['hook_us']:8.1f} {r['estimated_overhead_pct']:7.2f} "
+                     f"{num(r['direct_overhead_pct'], 8, 2)}")
     return "\n".join(lines)
