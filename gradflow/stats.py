@@ -376,14 +376,24 @@ def _count_chunks(n: int, n_resamples: int, seed: int, chunk: int) -> Iterator[n
         yield _cached_counts(n, n_resamples, seed)
         return
     rng = np.random.default_rng(seed)
-    p = np.full(n, 1.0 / n)
     for start in range(0, n_resamples, chunk):
-        yield rng.multinomial(n, p, size=min(chunk, n_resamples - start)).astype(np.float64)
+        yield _draw_counts(rng, n, min(chunk, n_resamples - start))
+
+
+def _draw_counts(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
+    """``rows`` resamples of ``n`` samples: ``n`` indices drawn uniformly with replacement per row
+    (``rng.integers``, int64, row after row), counted per row -> float64 ``[rows, n]``. Each row is
+    a ``Multinomial(n, (1/n, ..., 1/n))`` draw; the generator's stream runs on from call to call, so
+    drawing in chunks gives the same rows. (0.2.3 and earlier drew ``rng.multinomial``: the same
+    distribution, other rows, about four times slower.)"""
+    idx = rng.integers(0, n, size=(rows, n), dtype=np.int64)
+    idx += (np.arange(rows, dtype=np.int64) * n)[:, None]          # row b counts into bins b*n .. b*n+n-1
+    return np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
-    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+    counts = _draw_counts(np.random.default_rng(seed), n, n_resamples)
     counts.setflags(write=False)
     return counts
 
@@ -391,9 +401,10 @@ def _cached_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
 def bootstrap_counts(n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
     """Multinomial resample counts ``[n_resamples, n]`` (int64): row b says how often each sample is drawn.
 
-    Each row is one draw of ``n`` samples with replacement, ``Multinomial(n, (1/n, ..., 1/n))``,
-    from ``numpy.random.default_rng(seed)``; the same ``(n, n_resamples, seed)`` always gives the
-    same array. :func:`bootstrap` uses exactly these rows (drawn in chunks).
+    Each row is one draw of ``n`` samples with replacement, ``Multinomial(n, (1/n, ..., 1/n))``:
+    ``n`` indices drawn uniformly from ``numpy.random.default_rng(seed)`` (``integers``) and
+    counted; the same ``(n, n_resamples, seed)`` always gives the same array. :func:`bootstrap` uses
+    exactly these rows (drawn in chunks).
 
     >>> c = bootstrap_counts(5, n_resamples=3, seed=1)
     >>> c.shape, c.sum(axis=1).tolist()

@@ -315,6 +315,23 @@ def test_bootstrap_counts_seeded():
         bootstrap_counts(5, n_resamples=0)
 
 
+def test_bootstrap_counts_are_multinomial_draws():
+    """Each row is Multinomial(n, 1/n): a sample's count is Binomial(n, 1/n) (mean 1, variance 1 - 1/n,
+    P(0) = (1 - 1/n)^n), two samples' counts are correlated -1/(n-1); rows drawn in chunks of any size
+    are the same rows."""
+    n, B = 50, 4000
+    c = bootstrap_counts(n, n_resamples=B, seed=5).astype(float)
+    se = 1.0 / np.sqrt(B * n)          # rough scale of the sampling error of a pooled mean
+    assert abs(c.mean() - 1.0) < 4 * se
+    assert abs(c.var() - (1 - 1 / n)) < 0.05
+    assert abs((c == 0).mean() - (1 - 1 / n) ** n) < 0.01
+    corr = np.corrcoef(c[:, 0], c[:, 1])[0, 1]
+    assert abs(corr + 1 / (n - 1)) < 0.05
+    for chunk in (1, 7, 999):
+        np.testing.assert_array_equal(np.concatenate(list(stats._count_chunks(n, 300, 3, chunk))),
+                                      bootstrap_counts(n, n_resamples=300, seed=3))
+
+
 def ratio_data(rng, n):
     """Per-sample pair_sq [n, 2, 2] whose relative_1 is a ratio of skewed sums."""
     src = rng.lognormal(0.0, 1.2, n)
