@@ -355,6 +355,28 @@ def test_nothing_recorded_is_an_error_not_an_empty_table():
         rec.per_step()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_columns_are_the_tables_without_a_dataframe(kind):
+    """Recorder.columns(name) holds the same values, dtypes and column order as the DataFrame methods;
+    unknown names and tables that were not recorded are clear errors."""
+    import pandas as pd
+
+    model, x, y = _make(kind, "conv")
+    with gradflow.record(model, pairs=True, weights=True) as rec:
+        for _ in range(2):
+            nn.functional.cross_entropy(model(x).mean(0), y).backward()
+    for name, frame in (("per_step", rec.per_step()), ("lags", rec.lags()), ("weights", rec.weights()),
+                        ("layer_info", rec.layer_info())):
+        pd.testing.assert_frame_equal(pd.DataFrame(rec.columns(name)), frame, check_exact=True)
+    with pytest.raises(UsageError, match="Unknown table"):
+        rec.columns("pairs")
+    with gradflow.record(model, pairs=False, weights=False) as rec:
+        nn.functional.cross_entropy(model(x).mean(0), y).backward()
+    for name in ("lags", "weights"):
+        with pytest.raises(UsageError, match="not recorded"):
+            rec.columns(name)
+
+
 def test_t_equals_one():
     neuron = gradflow.CLIF()
     x = torch.randn(1, 10, requires_grad=True)
