@@ -21,8 +21,8 @@ from ..errors import UsageError
 from ..theory.window import ZONE_EDGES
 from .decompose import EPS_SQ, EPS_SUM, NONFINITE, SPATIAL, SPIKES, TEMPORAL, TOTAL, TZERO, WINDOW, LayerPass
 
-__all__ = ["LayerSamples", "Columns", "per_step", "pairs", "lags", "weights", "samples", "transport_inputs", "layer_info",
-           "per_step_columns", "lags_columns", "weights_columns", "layer_info_columns"]
+__all__ = ["LayerSamples", "Columns", "per_step", "pairs", "lags", "weights", "samples", "transport_inputs",
+           "layer_info", "per_step_columns", "lags_columns", "weights_columns", "layer_info_columns"]
 
 
 class LayerSamples(NamedTuple):

@@ -102,8 +102,9 @@ def step_summary(tables: Mapping[str, pd.DataFrame], samples: Optional[Mapping] 
     """One row per layer of one recorded step: :data:`SUMMARY_COLUMNS`, intervals at level 0.95.
 
     ``tables``: the step's ``per_step`` (required), ``pairs`` (used only without per-sample sums),
-    ``weights`` (for the projection), as DataFrames or dicts of columns (:meth:`gradflow.Recorder.columns`);
-    each may carry a ``train_step`` column, copied to the rows (NaN when absent). ``samples``: ``Recorder.samples()`` of the step, ``{layer: LayerSamples}`` (or
+    ``weights`` (for the projection), as DataFrames or dicts of columns
+    (:meth:`gradflow.Recorder.columns`); each may carry a ``train_step`` column, copied to the rows
+    (NaN when absent). ``samples``: ``Recorder.samples()`` of the step, ``{layer: LayerSamples}`` (or
     dicts) with ``spatial_sq``, ``temporal_sq`` ``[n, T]``, ``pair_sq`` ``[n, T, K+1]`` and, for the
     intervals of the activity, ``spikes``, ``window`` ``[n, T]`` counts and ``numel`` (elements per
     sample and step).
