@@ -149,8 +149,9 @@ def test_watch_estimate_counts_every_cost_of_a_run(monkeypatch):
     import gradflow.lab.watch_bench as wb
 
     monkeypatch.setattr(wb, "_hook_us", lambda neuron, calls: 5.0)
-    monkeypatch.setattr(wb, "_probe", lambda name, options, neuron, n: (0.010005, 0.040, 0.012))
-    monkeypatch.setattr(wb, "_first_in_subprocess", lambda name, options, neuron, threads: 0.020)
+    monkeypatch.setattr(wb, "_probe", lambda name, options, neuron, n, seconds=0.0: (0.010005, 0.040, 0.012))
+    firsts = iter([0.030, 0.020, 0.010])                 # median of three fresh processes (a fast step)
+    monkeypatch.setattr(wb, "_first_in_subprocess", lambda name, options, neuron, threads: next(firsts))
     models = (("mlp", dict(in_features=4, widths=(4,), T=2, batch=2)),)
     row = wb.watch_bench(models, steps=200, every=100, direct=(), threads=None).iloc[0]
     step = 0.010005 - 5e-6

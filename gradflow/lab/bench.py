@@ -580,7 +580,8 @@ def run_bench(
     wb = None
     if "watch" in parts:
         wb = watch_bench(WATCH_QUICK_MODELS if quick else WATCH_MODELS, threads=threads, log=log,
-                         **(dict(steps=20, every=10, probe_steps=2, repeats=1) if quick else {}))
+                         **(dict(steps=20, every=10, probe_steps=2, repeats=1, probe_seconds=0.0, first_runs=1)
+                            if quick else {}))
     meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return {
         "meta": meta,

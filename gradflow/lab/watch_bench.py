@@ -1,19 +1,20 @@
 """``gradflow bench --part watch``: what :func:`gradflow.watch` costs a training loop.
 
 For each model one SGD training step (forward, CE-over-time loss, backward, update) of one network
-under ``gradflow.watch(every=4)`` is timed step by step, ``probe_steps`` cycles of four steps after a
-warm-up cycle (the reference steps interleaved with the recorded ones, so drift hits both alike):
+under ``gradflow.watch(every=4)`` is timed step by step, cycles of four steps after a warm-up cycle
+(at least ``probe_steps``, more until ``probe_seconds`` have passed, at most 50; the reference steps
+interleaved with the recorded ones, so drift hits both alike):
 
 * ``recorded_step_ms``: the recorded step (median), its tables, summary (1000-resample bootstrap) and
   CSV rows written at the optimiser step included;
 * ``after_step_ms``: the unrecorded step right after it (median): it pays for the caches and the
   memory the recorded step took;
 * ``step_ms``: the plain step: the median of the other two steps of each cycle, less ``hook_us``;
-* ``first_ms``: what a run pays once, measured in a fresh process (the first recorded step of a
-  process draws and caches the bootstrap's resample counts, opens the files, runs code for the first
-  time): ``gradflow.watch(...)`` itself, plus its first recorded step minus a later one, plus
-  ``close()``; the process has made plain steps before, so the plain run's own first-step costs
-  are not counted;
+* ``first_ms``: what a run pays once, measured in a fresh process (the median of ``first_runs``
+  processes for a step under 0.1 s): ``gradflow.watch(...)`` itself, plus its first recorded step
+  minus a later one, plus ``close()`` (the first recorded step of a process draws and caches the
+  bootstrap's resample counts, opens the files, runs code for the first time); the process has made
+  plain steps before, so the plain run's own first-step costs are not counted;
 * ``hook_us``: what an unrecorded step pays, the watch's forward-pre-hook counter, timed on a model
   with almost no compute (median over 2000 pairs of grad-enabled calls of a watched model and an
   unwatched copy, called alternately).
@@ -31,7 +32,7 @@ the direct figure carries the machine's noise (a few percent); the estimate does
 Never use these numbers as test assertions.
 
 >>> df = watch_bench(models=(("mlp", dict(in_features=8, widths=(8,), T=2, batch=4)),), steps=4, every=2,
-...                  probe_steps=2, repeats=1, hook_calls=10, first=False)
+...                  probe_steps=2, repeats=1, hook_calls=10, first=False, probe_seconds=0.0)
 >>> int(df.loc[0, "recorded"]), list(df.columns) == WATCH_COLUMNS
 (2, True)
 """
@@ -120,22 +121,26 @@ def _hook_us(neuron: str, calls: int) -> float:
     return 1e6 * statistics.median(diffs)
 
 
-def _probe(name: str, options: dict, neuron: str, n: int) -> tuple:
+def _probe(name: str, options: dict, neuron: str, n: int, seconds: float = 0.0, most: int = 50) -> tuple:
     """Median plain, recorded and after-recorded step times (seconds) of one network under
     ``watch(every=4)``: per cycle of four steps, the recorded step, the step after it, and two
     unrecorded steps that serve as the plain reference (their hook, a few microseconds, is taken off
     by the caller). One network, so that every step finds the caches and the memory its neighbours
     left, as in a real run; the reference steps are interleaved with the recorded ones, so drift hits
-    both alike."""
+    both alike. At least ``n`` cycles, more (up to ``most``) until ``seconds`` of cycles have run: a
+    fast step gets more samples for its medians."""
     net, x, y = _setup(name, options, neuron)
     step = _stepper(net, x, y)
     with tempfile.TemporaryDirectory() as tmp, Watch(net, every=4, out=tmp):
         for _ in range(4):                               # warm-up: one cycle (the first recording, files)
             step()
         t_rec, t_after, t_plain = [], [], []
-        for i in range(4 * n):                           # steps 4, 5, ...: every fourth is recorded
-            t = _timed(step)                             # a recorded step writes its rows at opt.step()
-            (t_rec, t_after, t_plain, t_plain)[i % 4].append(t)
+        start, cycles = time.perf_counter(), 0
+        while cycles < n or (cycles < most and time.perf_counter() - start < seconds):
+            for k in range(4):                           # every fourth step is recorded
+                t = _timed(step)                         # a recorded step writes its rows at opt.step()
+                (t_rec, t_after, t_plain, t_plain)[k].append(t)
+            cycles += 1
     return statistics.median(t_plain), statistics.median(t_rec), statistics.median(t_after)
 
 
@@ -208,6 +213,8 @@ def watch_bench(
     hook_calls: int = 2000,
     threads: Optional[int] = 1,
     first: bool = True,
+    probe_seconds: float = 3.0,
+    first_runs: int = 3,
     log: Optional[Callable[[str], None]] = None,
 ) -> pd.DataFrame:
     """The watch's overhead per model (:data:`WATCH_COLUMNS`); see the module documentation.
@@ -215,7 +222,10 @@ def watch_bench(
     ``models``: ``(name, options)`` pairs with ``T`` and ``batch`` (the MLP also ``in_features``);
     ``direct``: the models also timed end to end over ``steps`` steps; ``threads``: torch CPU threads
     for the run (None keeps the current setting); ``first``: measure the one-time cost in a fresh
-    process (False: ``first_ms`` is NaN and counts as 0).
+    process (False: ``first_ms`` is NaN and counts as 0); ``probe_seconds``: run more probe cycles
+    (up to 50) until this much time has passed, so that fast models get more samples; ``first_runs``:
+    fresh processes whose median is ``first_ms``, for models whose step takes under 0.1 s (one
+    otherwise).
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -224,9 +234,12 @@ def watch_bench(
     n_after = min(n_rec, steps - n_rec) if every > 1 else 0
     rows = []
     for name, options in models:
-        t_ref, t_rec, t_after = _probe(name, options, neuron, probe_steps)
+        t_ref, t_rec, t_after = _probe(name, options, neuron, probe_steps, seconds=probe_seconds)
         t_step = t_ref - max(hook, 0.0) * 1e-6          # the reference steps carry the watch's counter
-        t_first = _first_in_subprocess(name, options, neuron, threads) if first else math.nan
+        t_first = math.nan
+        if first:
+            runs = max(1, first_runs) if t_ref < 0.1 else 1
+            t_first = statistics.median(_first_in_subprocess(name, options, neuron, threads) for _ in range(runs))
         # a negative hook time is timing noise around zero: it may not lower the estimate
         extra = ((0.0 if math.isnan(t_first) else t_first) + n_rec * (t_rec - t_step) + n_after * (t_after - t_step)
                  + (steps - n_rec - n_after) * max(hook, 0.0) * 1e-6)
