@@ -171,3 +171,12 @@ def test_watch_first_cost_runs_in_a_fresh_process():
 
     t = _first_in_subprocess("mlp", dict(in_features=8, widths=(8,), T=2, batch=4), "lif", 1)
     assert isinstance(t, float) and math.isfinite(t) and t < 30.0
+
+
+def test_watch_first_cost_failure_is_one_clear_error():
+    """A fresh process that cannot measure first_ms ends in a DataError naming the model and the cause."""
+    from gradflow.errors import DataError
+    from gradflow.lab.watch_bench import _first_in_subprocess
+
+    with pytest.raises(DataError, match="first_ms for no_such_model failed: .*Unknown architecture"):
+        _first_in_subprocess("no_such_model", dict(T=2, batch=1), "lif", 1)

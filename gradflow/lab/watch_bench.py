@@ -53,6 +53,7 @@ import pandas as pd
 import torch
 
 from .. import losses, models as model_zoo
+from ..errors import DataError
 from ..watch.watcher import Watch
 
 __all__ = ["WATCH_COLUMNS", "WATCH_MODELS", "WATCH_QUICK_MODELS", "watch_bench", "watch_table", "first_cost"]
@@ -170,7 +171,10 @@ def _first_in_subprocess(name: str, options: dict, neuron: str, threads: Optiona
             "if args['threads'] is not None: torch.set_num_threads(args['threads'])\n"
             "print(json.dumps(first_cost(args['name'], args['options'], args['neuron'])))\n")
     arg = json.dumps(dict(name=name, options=options, neuron=neuron, threads=threads))
-    out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, arg], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"The fresh process that measures first_ms for {name} failed: {last}")
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
