@@ -365,14 +365,14 @@ def test_columns_are_the_tables_without_a_dataframe(kind):
     with gradflow.record(model, pairs=True, weights=True) as rec:
         for _ in range(2):
             nn.functional.cross_entropy(model(x).mean(0), y).backward()
-    for name, frame in (("per_step", rec.per_step()), ("lags", rec.lags()), ("weights", rec.weights()),
-                        ("layer_info", rec.layer_info())):
+    for name, frame in (("per_step", rec.per_step()), ("pairs", rec.pairs()), ("lags", rec.lags()),
+                        ("weights", rec.weights()), ("layer_info", rec.layer_info())):
         pd.testing.assert_frame_equal(pd.DataFrame(rec.columns(name)), frame, check_exact=True)
     with pytest.raises(UsageError, match="Unknown table"):
-        rec.columns("pairs")
+        rec.columns("summary")
     with gradflow.record(model, pairs=False, weights=False) as rec:
         nn.functional.cross_entropy(model(x).mean(0), y).backward()
-    for name in ("lags", "weights"):
+    for name in ("pairs", "lags", "weights"):
         with pytest.raises(UsageError, match="not recorded"):
             rec.columns(name)
 

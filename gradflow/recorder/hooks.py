@@ -400,41 +400,36 @@ class Recorder:
         """One row per (step, layer, t) (:func:`gradflow.recorder.tables.per_step`)."""
         return tables.per_step(self._collect())
 
-    def pairs(self) -> pd.DataFrame:
-        """One row per (step, layer, t, t_source): ``||pair[t, t_source]||`` (:func:`.tables.pairs`)."""
+    def _passes_for(self, table: str) -> List[LayerPass]:
+        """The finished passes, after checking that ``table`` was recorded."""
         passes = self._collect()
-        if not self.pairs_enabled:
-            raise UsageError("Pairs were not recorded; use gradflow.record(model, pairs=True).")
-        return tables.pairs(passes)
-
-    def lags(self) -> pd.DataFrame:
-        """One row per (step, layer, lag): ``norm`` (G_k) and ``relative`` (:func:`.tables.lags`)."""
-        passes = self._collect()
-        if not self.pairs_enabled:
-            raise UsageError("Pairs were not recorded; use gradflow.record(model, pairs=True).")
-        return tables.lags(passes)
-
-    def weights(self) -> pd.DataFrame:
-        """One row per (step, layer, param): the signed spatial/temporal weight split (:func:`.tables.weights`)."""
-        passes = self._collect()
-        if not self.weights_enabled:
-            raise UsageError("The weight split was not recorded; use gradflow.record(model, weights=True).")
-        return tables.weights(passes)
-
-    def columns(self, table: str) -> "tables.Columns":
-        """The columns of ``per_step``, ``lags``, ``weights`` or ``layer_info`` as a dict of numpy arrays
-        (or lists) in column order: the same values as the DataFrame methods, without building a
-        DataFrame (for writers that only turn them into text, e.g. :func:`gradflow.watch`)."""
-        builders = {"per_step": tables.per_step_columns, "lags": tables.lags_columns,
-                    "weights": tables.weights_columns, "layer_info": tables.layer_info_columns}
-        if table not in builders:
-            raise UsageError(f"Unknown table {table!r}; choose one of {', '.join(builders)}.")
-        passes = self._collect()
-        if table == "lags" and not self.pairs_enabled:
+        if table in ("pairs", "lags") and not self.pairs_enabled:
             raise UsageError("Pairs were not recorded; use gradflow.record(model, pairs=True).")
         if table == "weights" and not self.weights_enabled:
             raise UsageError("The weight split was not recorded; use gradflow.record(model, weights=True).")
-        return builders[table](passes)
+        return passes
+
+    def pairs(self) -> pd.DataFrame:
+        """One row per (step, layer, t, t_source): ``||pair[t, t_source]||`` (:func:`.tables.pairs`)."""
+        return tables.pairs(self._passes_for("pairs"))
+
+    def lags(self) -> pd.DataFrame:
+        """One row per (step, layer, lag): ``norm`` (G_k) and ``relative`` (:func:`.tables.lags`)."""
+        return tables.lags(self._passes_for("lags"))
+
+    def weights(self) -> pd.DataFrame:
+        """One row per (step, layer, param): the signed spatial/temporal weight split (:func:`.tables.weights`)."""
+        return tables.weights(self._passes_for("weights"))
+
+    def columns(self, table: str) -> "tables.Columns":
+        """The columns of ``per_step``, ``pairs``, ``lags``, ``weights`` or ``layer_info`` as a dict of numpy
+        arrays (or lists) in column order: the same values as the DataFrame methods, without building a
+        DataFrame (for writers that only turn them into text, e.g. :func:`gradflow.watch`)."""
+        builders = {"per_step": tables.per_step_columns, "pairs": tables.pairs_columns, "lags": tables.lags_columns,
+                    "weights": tables.weights_columns, "layer_info": tables.layer_info_columns}
+        if table not in builders:
+            raise UsageError(f"Unknown table {table!r}; choose one of {', '.join(builders)}.")
+        return builders[table](self._passes_for(table))
 
     def samples(self) -> Dict[str, "tables.LayerSamples"]:
         """Per layer, the per-sample squared norms and counts of every recorded pass (:class:`.tables.LayerSamples`).

@@ -22,7 +22,8 @@ from ..theory.window import ZONE_EDGES
 from .decompose import EPS_SQ, EPS_SUM, NONFINITE, SPATIAL, SPIKES, TEMPORAL, TOTAL, TZERO, WINDOW, LayerPass
 
 __all__ = ["LayerSamples", "Columns", "per_step", "pairs", "lags", "weights", "samples", "transport_inputs",
-           "layer_info", "per_step_columns", "lags_columns", "weights_columns", "layer_info_columns"]
+           "layer_info", "per_step_columns", "pairs_columns", "lags_columns", "weights_columns",
+           "layer_info_columns"]
 
 
 class LayerSamples(NamedTuple):
@@ -132,16 +133,24 @@ def _pair_sums(passes: List[LayerPass]) -> List[np.ndarray]:
 
 def pairs(passes: List[LayerPass]) -> pd.DataFrame:
     """One row per (step, layer, t, t_source) with ``t <= t_source <= t + max_lag``: ``||pair[t, t_source]||``."""
-    frames = []
-    for ps, q in zip(passes, _pair_sums(passes)):
+    return pd.DataFrame(pairs_columns(passes))
+
+
+def pairs_columns(passes: List[LayerPass]) -> Columns:
+    """The columns of :func:`pairs`, in order."""
+    sums = _pair_sums(passes)
+    t, k, norm = [], [], []
+    for q in sums:
         T, K1 = q.shape
-        t, k = np.meshgrid(np.arange(T), np.arange(K1), indexing="ij")
-        keep = (t + k) < T
-        frames.append(pd.DataFrame({
-            "step": ps.step, "layer": ps.name, "layer_index": ps.index,
-            "t": t[keep], "t_source": (t + k)[keep], "lag": k[keep], "norm": np.sqrt(q[keep]),
-        }))
-    return pd.concat(frames, ignore_index=True)[list(schema.PAIRS_COLUMNS)]
+        tt, kk = np.meshgrid(np.arange(T), np.arange(K1), indexing="ij")
+        keep = (tt + kk) < T
+        t.append(tt[keep])
+        k.append(kk[keep])
+        norm.append(np.sqrt(q[keep]))
+    cols = _ids(passes, [len(v) for v in t])
+    t, k = np.concatenate(t), np.concatenate(k)
+    cols.update(t=t, t_source=t + k, lag=k, norm=np.concatenate(norm))
+    return _ordered(cols, schema.PAIRS_COLUMNS)
 
 
 def lags(passes: List[LayerPass]) -> pd.DataFrame:

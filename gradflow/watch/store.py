@@ -36,7 +36,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import DataError, UsageError
-from .summary import SUMMARY_COLUMNS
+from .summary import SUMMARY_COLUMNS, as_frame
 
 try:  # POSIX advisory locks; elsewhere a run is not protected against a second writer
     import fcntl
@@ -190,7 +190,7 @@ class RunStore:
             return
         if self._memory is not None:
             for name, table in tables.items():
-                self._memory.setdefault(name, []).append(_frame(table))
+                self._memory.setdefault(name, []).append(as_frame(table))
             self._count(passes, next_step)
             return
         for name in TABLE_NAMES:
@@ -263,15 +263,6 @@ def _cell(v) -> object:
     if v is None or (isinstance(v, float) and v != v):
         return ""
     return v
-
-
-def _frame(table) -> pd.DataFrame:
-    """``table`` as a DataFrame (a dict of columns without rows keeps its column names)."""
-    if isinstance(table, pd.DataFrame):
-        return table
-    if not len(next(iter(table.values()), ())):
-        return pd.DataFrame(columns=list(table))
-    return pd.DataFrame(table)
 
 
 def _python_values(v) -> list:

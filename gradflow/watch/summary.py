@@ -42,7 +42,7 @@ import pandas as pd
 from .. import stats
 from ..report.resample import layer_row
 
-__all__ = ["SUMMARY_COLUMNS", "INTERVAL_METRICS", "step_summary", "summary_columns", "summary_frame"]
+__all__ = ["SUMMARY_COLUMNS", "INTERVAL_METRICS", "step_summary", "summary_columns", "as_frame"]
 
 #: Metrics of ``summary.csv`` that carry ``<metric>_ci_low`` / ``<metric>_ci_high``.
 INTERVAL_METRICS: Tuple[str, ...] = (
@@ -122,14 +122,17 @@ def step_summary(tables: Mapping[str, pd.DataFrame], samples: Optional[Mapping] 
     >>> int(row.train_step), int(row.samples), round(float(row.temporal_share), 12), round(float(row.half_life), 12)
     (7, 32, 0.230769230769, 1.0)
     """
-    return summary_frame(summary_columns(tables, samples, n_resamples=n_resamples, seed=seed))
+    return as_frame(summary_columns(tables, samples, n_resamples=n_resamples, seed=seed))
 
 
-def summary_frame(columns: Mapping[str, list]) -> pd.DataFrame:
-    """The DataFrame of :func:`summary_columns` (no rows: the empty table with :data:`SUMMARY_COLUMNS`)."""
-    if not len(columns[SUMMARY_COLUMNS[0]]):
-        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
-    return pd.DataFrame(columns)
+def as_frame(table) -> pd.DataFrame:
+    """``table`` (a DataFrame, or a dict of equal-length columns in column order) as a DataFrame; a dict
+    without rows keeps its column names (object columns, as ``pd.DataFrame(columns=...)``)."""
+    if isinstance(table, pd.DataFrame):
+        return table
+    if not len(next(iter(table.values()), ())):
+        return pd.DataFrame(columns=list(table))
+    return pd.DataFrame(table)
 
 
 def summary_columns(tables: Mapping, samples: Optional[Mapping] = None, *,

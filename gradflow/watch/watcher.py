@@ -18,7 +18,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ..errors import UsageError
 from ..recorder import record
 from .store import RunStore
-from .summary import SUMMARY_COLUMNS, summary_columns, summary_frame
+from .summary import SUMMARY_COLUMNS, as_frame, summary_columns
 
 __all__ = ["watch", "Watch", "COUNT_MODES"]
 
@@ -295,24 +295,18 @@ class Watch:
             return
         if self.count == "manual":
             self._started = True
-        # dicts of columns, not DataFrames: they only become CSV text (the pair table stays a DataFrame)
+        # dicts of columns, not DataFrames: they only become CSV text
         tables = {"per_step": rec.columns("per_step"), "lags": rec.columns("lags"),
                   "layers": rec.columns("layer_info")}
         if self._record_kw["weights"]:
             tables["weights"] = rec.columns("weights")
         samples = rec.samples() if hasattr(rec, "samples") else None
         if self.write_pairs or samples is None:
-            tables["pairs"] = rec.pairs()   # without per-sample sums the summary needs the pair norms
-        for df in tables.values():
-            if isinstance(df, pd.DataFrame):
-                if "step" in df.columns:
-                    df["step"] = df["step"] + self.passes
-                df["train_step"] = step          # an extra column: after the documented ones
-            else:
-                rows = len(next(iter(df.values())))
-                if "step" in df:
-                    df["step"] = np.asarray(df["step"], dtype=np.int64) + self.passes
-                df["train_step"] = np.full(rows, step, dtype=np.int64)
+            tables["pairs"] = rec.columns("pairs")   # without per-sample sums the summary needs the pair norms
+        for cols in tables.values():
+            if "step" in cols:
+                cols["step"] = np.asarray(cols["step"], dtype=np.int64) + self.passes
+            cols["train_step"] = np.full(len(next(iter(cols.values()))), step, dtype=np.int64)  # after the documented ones
         summary = summary_columns(tables, samples, n_resamples=self.n_resamples, seed=self.seed)
         if not self.write_pairs:
             tables.pop("pairs", None)
@@ -323,7 +317,7 @@ class Watch:
         tables["summary"] = summary
         self._store.append(tables, passes=self.passes, next_step=max(step + 1, self._next_step()))
         if self.rank == 0 and self.loggers:
-            frame = summary_frame(summary)
+            frame = as_frame(summary)
             for lg in self.loggers:
                 lg.log_step(frame, step)
 
