@@ -210,7 +210,8 @@ class RunStore:
         path = self.out / f"{name}.csv"
         size = int(self.state["files"].get(name, 0))
         columns = self.state["columns"].get(name)
-        names = list(df.columns) if isinstance(df, pd.DataFrame) else list(df)
+        df = _columns_of(df)
+        names = list(df)
         if size == 0 or columns is None:
             columns = [str(c) for c in names]
             self.state["columns"][name] = columns
@@ -265,6 +266,13 @@ def _cell(v) -> object:
     return v
 
 
+def _columns_of(table) -> Mapping[str, object]:
+    """``table`` as a dict of columns (a DataFrame's columns as numpy arrays; a dict as it is)."""
+    if isinstance(table, pd.DataFrame):
+        return {str(c): table[c].to_numpy() for c in table.columns}
+    return table
+
+
 def _python_values(v) -> list:
     """One column as a list of Python scalars (numpy arrays via ``tolist``)."""
     return v.tolist() if hasattr(v, "tolist") else list(v)
@@ -281,14 +289,9 @@ def _csv_text(df, columns: List[str], header: bool) -> str:
     w = csv.writer(buf, lineterminator="\n")
     if header:
         w.writerow(columns)
-    if isinstance(df, pd.DataFrame):
-        # Python scalars, one pandas call; reindex (the costly part) only when the columns differ
-        same = len(df.columns) == len(columns) and all(str(a) == b for a, b in zip(df.columns, columns))
-        rows = (df if same else df.reindex(columns=columns)).to_numpy(dtype=object).tolist()
-    else:
-        have = {str(c): v for c, v in df.items()}
-        n = len(next(iter(have.values()), ()))
-        rows = zip(*[_python_values(have[c]) if c in have else [None] * n for c in columns])
+    have = {str(c): v for c, v in _columns_of(df).items()}
+    n = len(next(iter(have.values()), ()))
+    rows = zip(*[_python_values(have[c]) if c in have else [None] * n for c in columns])
     w.writerows([_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
