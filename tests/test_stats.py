@@ -323,6 +323,7 @@ def test_bootstrap_counts_are_multinomial_draws():
     c = bootstrap_counts(n, n_resamples=B, seed=5).astype(float)
     se = 1.0 / np.sqrt(B * n)          # rough scale of the sampling error of a pooled mean
     assert abs(c.mean() - 1.0) < 4 * se
+    assert np.abs(c.mean(0) - 1.0).max() < 6 * np.sqrt((1 - 1 / n) / B)   # every sample drawn alike
     assert abs(c.var() - (1 - 1 / n)) < 0.05
     assert abs((c == 0).mean() - (1 - 1 / n) ** n) < 0.01
     corr = np.corrcoef(c[:, 0], c[:, 1])[0, 1]
