@@ -44,6 +44,7 @@ def _worker(rank, world, port, out_dir):
                 np.savez(os.path.join(out_dir, f"samples_{layer}.npz"), **{f: np.asarray(getattr(s, f))
                                                                          for f in s._fields if f != "pair_sq"},
                          pair_sq=s.pair_sq)
+        dist.barrier()   # neither rank tears gloo down while the other still talks
     finally:
         dist.destroy_process_group()
 

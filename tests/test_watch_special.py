@@ -170,6 +170,7 @@ def _worker(rank, world, port, out):
                     _shard_loss(net, *_batch(10 * session + i, n=16), rank, world).backward()
             with open(os.path.join(os.path.dirname(out), f"rank{rank}-{session}.txt"), "w") as f:
                 f.write(f"{counters[0]} {counters[1]} {len(w.tables())}")
+        dist.barrier()   # neither rank tears gloo down while the other still talks (else: SIGABRT at times)
     finally:
         dist.destroy_process_group()
 
