@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..theory.surrogates import TheoryError
@@ -46,19 +47,25 @@ def transport_bytes(T: int, n_zones: int = len(ZONE_EDGES) + 1) -> int:
 
 def _zones(x: torch.Tensor, theta: float, h: float, edges: Sequence[float], *,
            host: Optional[bool] = None) -> torch.Tensor:
-    """Zone index (int32) of each potential in ``x`` (not modified): edges ``e <= 0`` are passed at
+    """Zone index of each potential in ``x`` (not modified): edges ``e <= 0`` are passed at
     ``x - theta >= e h``, ``e > 0`` at ``x - theta > e h``. ``host``: compare in numpy (default: on the
-    CPU for float32/float64; the torch path is the device path, same results)."""
+    CPU for float32/float64; the torch path is the device path, same results). The host path returns
+    uint8 when the codes of three zones, ``Z**3``, fit in it (``Z = len(edges) + 1 <= 6``): a quarter of
+    the memory of int32 in every later pass over the codes, and ``torch.bincount`` reads them faster; the
+    device path returns int32."""
     x = x - theta
-    z = torch.zeros(x.shape, dtype=torch.int32, device=x.device)
     if host is None:
         host = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
     if host:
         # the same comparisons in numpy, on the same memory: several times faster than torch's on the CPU
+        z = torch.zeros(x.shape, dtype=torch.uint8 if (len(edges) + 1) ** 3 <= 256 else torch.int32)
         xn, zn = x.numpy(), z.numpy()
+        passed = np.empty(xn.shape, dtype=bool)
         for e in edges:
-            zn += (xn >= e * h) if e <= 0 else (xn > e * h)
+            (np.greater_equal if e <= 0 else np.greater)(xn, e * h, out=passed)
+            zn += passed
         return z
+    z = torch.zeros(x.shape, dtype=torch.int32, device=x.device)
     passed = torch.empty(x.shape, dtype=torch.bool, device=x.device)
     for e in edges:
         (torch.ge if e <= 0 else torch.gt)(x, e * h, out=passed)
@@ -116,21 +123,22 @@ def transport_sums(
     # Step by step: every bin belongs to one step, so counting each step's elements on their own adds
     # the same elements in the same order as one count over all steps, while the temporaries stay one
     # step in size (on the CPU, fresh memory for all steps at once costs more than the arithmetic).
-    z = [_zones(u.reshape(n, -1), v_threshold, h, edges) for u in us]   # [n, E] each, int32
+    z = [_zones(u.reshape(n, -1), v_threshold, h, edges) for u in us]   # [n, E] each, uint8 on the CPU
     E = z[0].shape[1]
     cut_from = {t - 1 for t in cut}          # f[t-1] counts as zero where the step t-1 -> t was cut
     offsets = {}
 
     def flat(code: torch.Tensor, size: int) -> torch.Tensor:
-        """``code`` ``[n, E]`` (in place) -> flat bin index of (sample, code)."""
-        if n > 1:
-            if n * size >= 2 ** 31:
-                code = code.long()
-            key = (size, code.dtype)
-            if key not in offsets:
-                offsets[key] = torch.arange(0, n * size, size, dtype=code.dtype, device=dev).view(n, 1)
-            code = code.add_(offsets[key])
-        return code.view(-1)
+        """``code`` ``[n, E]`` -> flat bin index of (sample, code): ``code`` itself for one sample, else
+        ``code + i * size`` (int32, or int64 past 2**31 bins) in a reused buffer (uint8 codes would overflow)."""
+        if n == 1:
+            return code.view(-1)
+        dtype = torch.int64 if n * size >= 2 ** 31 else torch.int32
+        if dtype not in offsets:
+            offsets[dtype] = (torch.arange(0, n, dtype=dtype, device=dev).view(n, 1),
+                              torch.empty((n, E), dtype=dtype, device=dev))
+        step, out = offsets[dtype]
+        return torch.add(code, step, alpha=size, out=out).view(-1)       # computed in int32/int64
 
     def bins(idx: torch.Tensor, size: int, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Counts (or weight sums) per bin of the flat indices ``idx`` -> ``[n, size]``."""
@@ -144,7 +152,7 @@ def transport_sums(
     # buffers reused by every step: P[t]^2, f[t-1]^2 (float64) and the zone codes
     w = torch.empty((n, E), dtype=torch.float64, device=dev)
     f2 = torch.empty_like(w) if T >= 2 else None
-    code = torch.empty((n, E), dtype=torch.int32, device=dev)
+    code = torch.empty((n, E), dtype=z[0].dtype, device=dev)
     pair_code = torch.empty_like(code) if T >= 2 else None
     for t in range(T):
         w.copy_(Ps[t].reshape(n, -1)).square_()                          # P[t]^2 in float64
@@ -159,7 +167,7 @@ def transport_sums(
                 # (z[t-1], z[t], z[t+1]) weighted by f[t-1]^2
                 torch.mul(pc, Z, out=code).add_(z[t + 1])
                 triple[:, t] = bins(flat(code, Z ** 3), Z ** 3, f2).view(n, Z, Z, Z)
-        idx = flat(pc, Z * Z)                                            # the sample offsets added in place
+        idx = flat(pc, Z * Z)                                            # (sample, z[t-1], z[t])
         source_mass[:, t] = bins(idx, Z * Z, w).view(n, Z, Z)
         if not cut_here:
             source[:, t] = bins(idx, Z * Z, f2.mul_(w)).view(n, Z, Z)    # f[t-1]^2 P[t]^2
@@ -169,7 +177,7 @@ def transport_sums(
         occupancy[:, :-1] = pair[:, :-1].sum(3)
         occupancy[:, -1] = pair[:, -2].sum(1)
     else:
-        occupancy[:, 0] = bins(flat(z[0], Z), Z)                         # z[0]'s last use: in place
+        occupancy[:, 0] = bins(flat(z[0], Z), Z)
     out = {"count": torch.full((n, T), float(E), dtype=torch.float64, device=dev), "occupancy": occupancy,
            "spatial_sq": spatial_sq, "source_mass": source_mass, "source": source, "pair": pair, "triple": triple}
     return {k: out[k] for k in KEYS}
