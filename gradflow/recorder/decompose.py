@@ -144,13 +144,22 @@ def _window_count(sg: torch.Tensor, p: NeuronParams, buf: torch.Tensor, n: int) 
     return _count(lambda z, b: torch.ne(z, 0, out=b), sg, buf, n)
 
 
-def _finite_count(z: torch.Tensor, buf: torch.Tensor, norms: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Finite elements of ``z``. On the CPU (where reading a value back costs no device sync), finite
-    per-sample ``norms`` of ``z`` prove every element finite (an inf or NaN would make its norm
-    non-finite), and the count is skipped; otherwise, or when a norm is not finite, it is counted."""
-    if norms is not None and z.device.type == "cpu" and bool(torch.isfinite(norms).all()):
-        return torch.full((), float(z.numel()), dtype=buf.dtype)
+def _finite_count(z: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    """Finite elements of ``z`` (no host sync)."""
     return _count(lambda v, b: torch.lt(torch.abs(v, out=b), math.inf, out=b), z, buf)
+
+
+def _finite_counts(deltas: List[torch.Tensor], norms: List[torch.Tensor], buf: torch.Tensor) -> torch.Tensor:
+    """Finite elements of each step's ``delta`` ``[T]``, on the CPU (where reading a value back costs no
+    device sync): finite per-sample ``norms`` of a step prove all its elements finite (an inf or NaN
+    would make its norm non-finite), so one check covers the pass and only a step with a non-finite
+    norm is counted."""
+    ok = torch.isfinite(torch.stack(norms)).all(dim=1)
+    full = torch.full((len(deltas),), float(deltas[0].numel()), dtype=buf.dtype)
+    if not bool(ok.all()):
+        for t in torch.nonzero(~ok).flatten().tolist():
+            full[t] = _finite_count(deltas[t], buf)
+    return full
 
 
 def stack_steps(tensors: List[torch.Tensor]) -> torch.Tensor:
@@ -203,7 +212,8 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
     buf = torch.empty_like(us[0])
     numel = float(n * ps.E)
     spikes = trace.spikes.detach()
-    rows = {i: [None] * T for i in (SPATIAL, TEMPORAL, TOTAL, SPIKES, WINDOW)}
+    rows = {i: [None] * T for i in (SPATIAL, TEMPORAL, TOTAL, WINDOW)}
+    host = buf.device.type == "cpu"
     tzero, finite, eps_sum, eps_sq = [None] * T, [None] * T, [None] * T, [None] * T
     no_step = set(ps.cut) | {T}  # eps[t] = 0 where no step follows (t + 1 in cut, or t = T-1)
     eps_kept: List[Optional[torch.Tensor]] = [None] * T
@@ -217,7 +227,6 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         """Every statistic of step ``t`` and its pairs (the workspace tensors are valid only now)."""
         rows[SPATIAL][t] = _norms(P, n)
         rows[TOTAL][t] = _norms(delta, n)
-        rows[SPIKES][t] = spikes[t].reshape(n, -1).sum(1)
         rows[WINDOW][t] = _window_count(jac.sg, p, buf, n)
         if temporal is None:
             rows[TEMPORAL][t] = torch.zeros_like(rows[SPATIAL][t])
@@ -225,7 +234,8 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
         else:
             rows[TEMPORAL][t] = _norms(temporal, n)
             tzero[t] = numel - _count(lambda z, b: torch.ne(z, 0, out=b), temporal, buf)
-        finite[t] = _finite_count(delta, buf, rows[TOTAL][t])
+        if not host:
+            finite[t] = _finite_count(delta, buf)
         if t + 1 in no_step:
             eps_sum[t] = eps_sq[t] = torch.zeros((), dtype=buf.dtype, device=buf.device)
         else:
@@ -270,9 +280,12 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
             if step.temporal is not None and (need_temporal or keep):
                 temps[t] = step.temporal.clone()
 
-    per_sample = torch.stack([torch.stack(rows[i]) for i in range(5)]).double()
+    # spike counts of all steps at once (sums of 0/1 values: exact in any order)
+    rows[SPIKES] = spikes.reshape(T, n, -1).sum(2)
+    per_sample = torch.stack([torch.stack(rows[i]) if i != SPIKES else rows[i] for i in range(5)]).double()
     per_sample[:3].square_()
-    per_t = torch.stack([torch.stack(tzero), numel - torch.stack(finite), torch.stack(eps_sum),
+    finite_all = _finite_counts(deltas, rows[TOTAL], buf) if host else torch.stack(finite)
+    per_t = torch.stack([torch.stack(tzero), numel - finite_all, torch.stack(eps_sum),
                          torch.stack(eps_sq)], dim=1).double()
     ps.per_sample, ps.per_t = per_sample, per_t
     if pairs:
