@@ -365,6 +365,10 @@ def _check_bootstrap_args(n_resamples, seed, level=DEFAULT_LEVEL) -> None:
         raise UsageError(f"level must lie strictly between 0 and 1, got {level!r}.")
 
 
+#: Indices drawn and counted at once by :func:`_draw_counts` (256 KiB of int64).
+_DRAW_BLOCK = 2 ** 15
+
+
 def _count_chunks(n: int, n_resamples: int, seed: int, chunk: int) -> Iterator[np.ndarray]:
     """Resample counts ``[b, n]`` (float64) in chunks of at most ``chunk`` rows, from one seeded generator.
 
@@ -385,10 +389,21 @@ def _draw_counts(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
     (``rng.integers``, int64, row after row), counted per row -> float64 ``[rows, n]``. Each row is
     a ``Multinomial(n, (1/n, ..., 1/n))`` draw; the generator's stream runs on from call to call, so
     drawing in chunks gives the same rows. (0.2.3 and earlier drew ``rng.multinomial``: the same
-    distribution, other rows, about four times slower.)"""
-    idx = rng.integers(0, n, size=(rows, n), dtype=np.int64)
-    idx += (np.arange(rows, dtype=np.int64) * n)[:, None]          # row b counts into bins b*n .. b*n+n-1
-    return np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+    distribution, other rows, about four times slower.)
+
+    The rows are drawn and counted in blocks of about ``_DRAW_BLOCK`` indices (the same stream, so the
+    same rows): the temporaries stay small and are reused, where whole-array temporaries would each
+    take fresh memory from the system (page faults: most of the cost of a first draw in a process).
+    """
+    out = np.empty((rows, n), dtype=np.float64)
+    block = max(1, min(rows, _DRAW_BLOCK // n))
+    offsets = (np.arange(block, dtype=np.int64) * n)[:, None]      # row b counts into bins b*n .. b*n+n-1
+    for start in range(0, rows, block):
+        b = min(block, rows - start)
+        idx = rng.integers(0, n, size=(b, n), dtype=np.int64)
+        idx += offsets[:b]
+        out[start:start + b] = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+    return out
 
 
 @functools.lru_cache(maxsize=4)
