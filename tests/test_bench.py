@@ -153,7 +153,7 @@ def test_watch_estimate_counts_every_cost_of_a_run(monkeypatch):
     firsts = iter([0.030, 0.020, 0.010])                 # median of three fresh processes (a fast step)
     monkeypatch.setattr(wb, "_first_in_subprocess", lambda name, options, neuron, threads: next(firsts))
     models = (("mlp", dict(in_features=4, widths=(4,), T=2, batch=2)),)
-    row = wb.watch_bench(models, steps=200, every=100, direct=(), threads=None).iloc[0]
+    row = wb.watch_bench(models, steps=200, every=100, direct=(), threads=None, first_runs=3).iloc[0]
     step = 0.010005 - 5e-6
     extra = 0.020 + 2 * (0.040 - step) + 2 * (0.012 - step) + (200 - 4) * 5e-6
     assert row.recorded == 2 and abs(row.step_ms - 1e3 * step) < 1e-9
@@ -163,6 +163,13 @@ def test_watch_estimate_counts_every_cost_of_a_run(monkeypatch):
     row = wb.watch_bench(models, steps=10, every=1, direct=(), threads=None, first=False).iloc[0]
     assert abs(row.estimated_overhead_pct - 100 * 10 * (0.040 - step) / (10 * step)) < 1e-9
     assert math.isnan(row.first_ms)
+    # a negative one-time cost (noise around a small one) is reported as measured but counts as 0;
+    # the default takes the median of five fresh processes
+    firsts = iter([0.001, -0.004, 0.002, -0.003, -0.002])   # median of the first three: +1 ms
+    row = wb.watch_bench(models, steps=200, every=100, direct=(), threads=None).iloc[0]
+    assert row.first_ms == -2.0
+    extra = 2 * (0.040 - step) + 2 * (0.012 - step) + (200 - 4) * 5e-6
+    assert abs(row.estimated_overhead_pct - 100 * extra / (200 * step)) < 1e-9
 
 
 def test_watch_first_cost_runs_in_a_fresh_process():

@@ -11,7 +11,7 @@ interleaved with the recorded ones, so drift hits both alike):
   memory the recorded step took;
 * ``step_ms``: the plain step: the median of the other two steps of each cycle, less ``hook_us``;
 * ``first_ms``: what a run pays once, measured in a fresh process (the median of ``first_runs``
-  processes for a step under 0.1 s): ``gradflow.watch(...)`` itself, plus its first recorded step
+  processes, five by default, for a step under 0.1 s): ``gradflow.watch(...)`` itself, plus its first recorded step
   minus a later one, plus ``close()`` (the first recorded step of a process draws and caches the
   bootstrap's resample counts, opens the files, runs code for the first time); the process has made
   plain steps before, so the plain run's own first-step costs are not counted;
@@ -25,7 +25,7 @@ recorded steps, each followed by an unrecorded one when ``every > 1``) follows::
     extra = first + n_rec (recorded_step - step) + n_after (after_step - step) + (steps - n_rec - n_after) hook
     estimated_overhead = extra / (steps * step)          n_after = min(n_rec, steps - n_rec) if every > 1 else 0
 
-and, for the models in ``direct`` (fast ones), it is also measured end to end: ``repeats`` runs of
+(a negative ``first`` or ``hook``, timing noise around a small cost, counts as 0) and, for the models in ``direct`` (fast ones), it is also measured end to end: ``repeats`` runs of
 ``steps`` plain steps against ``steps`` watched steps (watch created and closed inside the timed
 region), interleaved in rotating order, medians compared (``direct_overhead_pct``). On a busy machine
 the direct figure carries the machine's noise (a few percent); the estimate does not depend on it.
@@ -218,7 +218,7 @@ def watch_bench(
     threads: Optional[int] = 1,
     first: bool = True,
     probe_seconds: float = 3.0,
-    first_runs: int = 3,
+    first_runs: int = 5,
     log: Optional[Callable[[str], None]] = None,
 ) -> pd.DataFrame:
     """The watch's overhead per model (:data:`WATCH_COLUMNS`); see the module documentation.
@@ -244,8 +244,8 @@ def watch_bench(
         if first:
             runs = max(1, first_runs) if t_ref < 0.1 else 1
             t_first = statistics.median(_first_in_subprocess(name, options, neuron, threads) for _ in range(runs))
-        # a negative hook time is timing noise around zero: it may not lower the estimate
-        extra = ((0.0 if math.isnan(t_first) else t_first) + n_rec * (t_rec - t_step) + n_after * (t_after - t_step)
+        # a negative hook or one-time cost is timing noise around zero: it may not lower the estimate
+        extra = ((0.0 if math.isnan(t_first) else max(t_first, 0.0)) + n_rec * (t_rec - t_step) + n_after * (t_after - t_step)
                  + (steps - n_rec - n_after) * max(hook, 0.0) * 1e-6)
         row = dict(model=name, neuron=neuron, T=int(options["T"]), batch=int(options["batch"]), steps=steps,
                    every=every, recorded=n_rec, step_ms=1e3 * t_step, recorded_step_ms=1e3 * t_rec,
