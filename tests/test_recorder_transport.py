@@ -150,3 +150,82 @@ def test_transport_sums_short_sequences_equal_theory(T, pooled):
     assert got["triple"].shape == (1 if pooled else n, T, Z, Z, Z)
     if T < 3:
         assert got["triple"].abs().sum() == 0
+
+
+def _kind_cases():
+    from gradflow.neurons.kind import KINDS
+
+    for name in ("lif", "plif", "if", "lif_ral", "lif_noreset", "clif"):
+        for surrogate, alpha in (("rectangle", 1.0), ("rectangle", 2.0), ("rectangle", 0.3), ("sigmoid", None)):
+            for v_reset, detach in ((None, False), (None, True), (0.0, False)):
+                if name in ("lif_ral", "lif_noreset") and v_reset is not None:
+                    continue
+                yield KINDS[name], surrogate, alpha, v_reset, detach
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("pooled", [False, True])
+def test_window_sums_by_zone_equal_the_sums_by_element(dtype, pooled):
+    """Where a kind's dv/du is one value per zone (LIF family, soft reset, rectangle surrogate or
+    detach_reset), the window sums weighted by zone equal the element-weighted ones, on potentials at
+    every zone and window edge and one ulp either side; bit for bit when f^2 is 0 or 1; elsewhere the
+    kind claims nothing and the elements are weighted as before."""
+    from gradflow.neurons.params import make_params
+    from gradflow.recorder.transport import transport_sums, zone_vu
+    from gradflow.theory.window import ZONE_EDGES, zone_width
+
+    claimed = 0
+    for kind, surrogate, alpha, v_reset, detach in _kind_cases():
+        p = make_params(tau=2.0, surrogate=surrogate, alpha=alpha, v_reset=v_reset, detach_reset=detach,
+                        allow_no_leak=kind.name == "if")
+        k = torch.tensor(0.4, dtype=dtype) if kind.name == "plif" else p.inv_tau
+        h = zone_width(p.surrogate.name, p.surrogate.alpha)
+        marks = torch.tensor([e * h for e in ZONE_EDGES] + [p.surrogate.alpha / 2, -p.surrogate.alpha / 2],
+                             dtype=dtype) + p.v_threshold
+        edge_points = torch.cat([marks, torch.nextafter(marks, marks + 1), torch.nextafter(marks, marks - 1)])
+        g = torch.Generator().manual_seed(7)
+        T, n = 5, 3
+        us = []
+        for t in range(T):
+            u = torch.randn(n, 40, generator=g, dtype=dtype) * h * 2 + p.v_threshold
+            u.view(-1)[:edge_points.numel()] = edge_points[torch.randperm(edge_points.numel(), generator=g)]
+            us.append(u)
+        Ps = [torch.randn(n, 40, generator=g, dtype=dtype) for _ in range(T)]
+        prevs = [kind.State(*(torch.zeros_like(us[0]) for _ in kind.State._fields))] * T
+        fs = [kind.vu(kind.jacobian(u, prev, p, k)) for u, prev in zip(us, prevs)]
+        f_zone = zone_vu(kind, p, k, us[0])
+        expect_claim = (kind.name in ("lif_ral", "lif_noreset")
+                        or (kind.name in ("lif", "plif", "if") and v_reset is None
+                            and (detach or surrogate == "rectangle")))
+        assert (f_zone is not None) == expect_claim, (kind.name, surrogate, alpha, v_reset, detach)
+        if f_zone is None:
+            continue
+        claimed += 1
+        for cut in ((), (2,)):
+            kw = dict(n=n, v_threshold=p.v_threshold, surrogate=p.surrogate.name, alpha=p.surrogate.alpha,
+                      pooled=pooled)
+            by_element = transport_sums(us, Ps, fs, cut, **kw)
+            by_zone = transport_sums(us, Ps, None, cut, f_zone=f_zone, **kw)
+            exact = bool(((f_zone == 0) | (f_zone.abs() == 1)).all())
+            for key in by_element:
+                if exact:
+                    assert torch.equal(by_zone[key], by_element[key]), (kind.name, surrogate, alpha, key)
+                else:
+                    torch.testing.assert_close(by_zone[key], by_element[key], rtol=1e-13, atol=1e-13)
+    assert claimed == 37   # LIF, PLIF, IF: 3 rectangle widths + 4 surrogates detached; lif_ral, lif_noreset: 8 each
+
+
+def test_zone_values_need_zones_inside_or_outside_the_window():
+    """``zone_vu`` claims nothing when a zone straddles the window's edge, for potentials that are not
+    floating point (on a GPU neither: checked by reading), and for the hard reset."""
+    from gradflow.neurons.lif import LIF_KIND
+    from gradflow.neurons.params import make_params
+    from gradflow.recorder.transport import zone_vu
+
+    p = make_params(tau=2.0)                               # rectangle, alpha 1: window |u - 1| <= 0.5 = h
+    u = torch.zeros(3)
+    assert zone_vu(LIF_KIND, p, p.inv_tau, u, edges=(-1.5, 0.0, 1.5)) is None     # (-0.75, 0) holds -0.5
+    assert zone_vu(LIF_KIND, p, p.inv_tau, u, edges=(-1.0, 1.0)).tolist() == [1.0, 0.0, 1.0]
+    assert zone_vu(LIF_KIND, p, p.inv_tau, u).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    assert zone_vu(LIF_KIND, p, p.inv_tau, u.to(torch.int64)) is None
+    assert zone_vu(LIF_KIND, make_params(tau=2.0, v_reset=0.0), 0.5, u) is None   # hard reset: vu depends on u

@@ -98,6 +98,9 @@ class LeakyKind(LIFKind):
     def fire_reset(self, u, state, p, k=None):
         return self.fire(u, p), LIFState(u)
 
+    def vu_window(self, p: NeuronParams) -> Optional[float]:
+        return math.inf     # vu = 1 (the reset never carries gradient)
+
     def jacobian(self, u: torch.Tensor, prev=None, p: NeuronParams = NeuronParams(), k: Optional[Scalar] = None):
         sg = surrogate_grad(u - p.v_threshold, p.surrogate)
         return LIFJacobian(sg, torch.ones_like(u), self.charge_gain(p, k))

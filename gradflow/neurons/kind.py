@@ -196,6 +196,13 @@ class NeuronKind:
         one, into the workspace ``ws`` when given: then valid until the next call with ``ws``)."""
         return self.dense(jac)["vu"]
 
+    def vu_window(self, p: NeuronParams) -> Optional[float]:
+        """``w`` when ``dv[t]/du[t]`` depends on ``u[t]`` only through ``|u[t] - theta| <= w`` (one value
+        inside, one outside; ``math.inf``: one value everywhere), else None (the default: no such claim).
+        The recorder's window sums then weight whole zones instead of elements
+        (:func:`gradflow.recorder.transport.zone_vu`); a kind that answers must make it exact."""
+        return None
+
     def eps(self, jac: tuple, ws: Optional[dict] = None) -> torch.Tensor:
         """One-step factor ``eps[t] = du[t+1]/du[t] = a * dv[t]/du[t]`` at fixed input (and fixed
         ``m[t-1]`` for CLIF); for the rectangle surrogate with ``alpha = theta`` LIF's is 0 or gamma.

@@ -28,6 +28,7 @@ PLIF is LIF with ``k = 1/tau = sigmoid(w)`` learned (:class:`PLIFKind`); an IF n
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
@@ -118,6 +119,18 @@ class LIFKind(NeuronKind):
 
     def dense(self, jac: LIFJacobian):
         return {"vu": jac.vu}
+
+    def vu_window(self, p: NeuronParams) -> Optional[float]:
+        """Soft reset: ``vu = 1 - theta sg`` is 1 everywhere with ``detach_reset`` (``inf``), and for the
+        rectangle surrogate one value inside its window ``|u - theta| <= alpha/2`` and 1 outside
+        (:func:`surrogate_window`); None for other surrogates and for the hard reset (``vu`` then
+        depends on ``u`` itself, and for a subclass with its own :meth:`jacobian`, which must answer for
+        itself)."""
+        if p.v_reset is not None or type(self).jacobian is not LIFKind.jacobian:
+            return None
+        if p.detach_reset:
+            return math.inf
+        return p.surrogate.alpha / 2 if p.surrogate.name == "rectangle" else None
 
     # ------------------------------------------------------------------ adjoint
     def back(self, jac: LIFJacobian, G, P=None, delta=None, out=None, carry_out=None, ws=None) -> AdjointStep:

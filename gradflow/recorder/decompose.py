@@ -34,7 +34,7 @@ from ..neurons import NeuronKind, NeuronParams, NeuronTrace, SpikingNeuron, swee
 from ..neurons.adjoint import PairCarry
 from ..neurons.kind import takes_ws
 from .region import Region, RegionError
-from .transport import transport_bytes, transport_sums
+from .transport import transport_bytes, transport_sums, zone_vu
 
 __all__ = ["LayerPass", "finalize", "start_weight_split", "finish_weight_split", "sample_bytes",
            "SPATIAL", "TEMPORAL", "TOTAL", "SPIKES", "WINDOW"]
@@ -218,6 +218,8 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
     no_step = set(ps.cut) | {T}  # eps[t] = 0 where no step follows (t + 1 in cut, or t = T-1)
     eps_kept: List[Optional[torch.Tensor]] = [None] * T
     vus: List[Optional[torch.Tensor]] = [None] * T
+    # the window sums need f = dv/du per element, or per zone where the kind's f is one value per zone
+    f_zone = zone_vu(kind, p, k, us[0]) if transport else None
     K = T - 1 if max_lag is None else min(max_lag, T - 1)
     pair_carry = PairCarry(kind, us[0], ps.cut, K) if pairs else None
     pair_rows: List[Optional[torch.Tensor]] = [None] * T
@@ -243,7 +245,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
             eps_sum[t] = e.sum()
             eps_sq[t] = torch.linalg.vector_norm(e).square()
             eps_kept[t] = workspace_copy(e) if keep else None
-        if transport:
+        if transport and f_zone is None:
             vus[t] = workspace_copy(kind.vu(jac))
         if pair_carry is not None:
             pr = pair_carry.step(t, jac, P)  # pair[t, t+1 ..]
@@ -298,7 +300,7 @@ def finalize(ps: LayerPass, *, pairs: bool, max_lag: Optional[int], keep: bool, 
     if transport:
         ps.transport = transport_sums(
             us, Ps, vus, ps.cut, n=n, v_threshold=p.v_threshold,
-            surrogate=p.surrogate.name, alpha=p.surrogate.alpha, pooled=transport == "pooled",
+            surrogate=p.surrogate.name, alpha=p.surrogate.alpha, pooled=transport == "pooled", f_zone=f_zone,
         )
     if keep:
         z = torch.zeros_like(us[0])

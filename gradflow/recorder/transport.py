@@ -21,6 +21,7 @@ at 1e-12 in float64). ``f[t-1]`` is zero where truncated BPTT cut the step ``t-1
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ import torch
 from ..theory.surrogates import TheoryError
 from ..theory.window import ZONE_EDGES, zone_width
 
-__all__ = ["transport_sums", "transport_bytes", "KEYS"]
+__all__ = ["transport_sums", "transport_bytes", "zone_vu", "KEYS"]
 
 #: The per-sample sums, in the order of the theory's ``INPUT_KEYS`` (``zone_edges`` is not a sum).
 KEYS = ("count", "occupancy", "spatial_sq", "source_mass", "source", "pair", "triple")
@@ -73,6 +74,52 @@ def _zones(x: torch.Tensor, theta: float, h: float, edges: Sequence[float], *,
     return z
 
 
+def zone_vu(kind, p, k, like: torch.Tensor, edges: Sequence[float] = ZONE_EDGES) -> Optional[torch.Tensor]:
+    """``f = dv/du`` of each zone, float64 ``[Z]`` on the CPU, when it is one value per zone; else None.
+
+    It is when the kind's ``vu`` depends on ``u`` only through ``|u - theta| <= w``
+    (:meth:`~gradflow.neurons.kind.NeuronKind.vu_window`) and no zone straddles ``+-w``: zone ``z``
+    covers ``x = u - theta`` between the edges ``e h`` around it (:func:`_zones`), compared as the
+    potentials' dtype compares them. The value of each zone is the kind's own ``vu`` at a point inside
+    it (in ``like``'s dtype). Only for CPU potentials (elsewhere the zone values would have to be copied
+    to the device inside the backward). With it, :func:`transport_sums` weights whole zones: ``f[t-1]^2``
+    sums become counts times ``f^2`` of the zone.
+    """
+    w = kind.vu_window(p)
+    if w is None or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
+        return None
+    try:
+        h = zone_width(p.surrogate.name, p.surrogate.alpha)
+    except TheoryError:
+        return None
+
+    def cast(v: float) -> float:          # the value as a comparison in the potentials' dtype sees it
+        return float(torch.tensor(v, dtype=torch.float64).to(like.dtype))
+
+    bounds = [cast(e * h) for e in edges]
+    w = math.inf if math.isinf(w) else cast(w)
+    Z, reps = len(edges) + 1, []
+    for z in range(Z):
+        lo = bounds[z - 1] if z > 0 else -math.inf
+        hi = bounds[z] if z < Z - 1 else math.inf
+        # an edge at -w is passed at x >= -w and one at +w only at x > w, as the window |x| <= w includes both
+        if not ((lo >= -w and hi <= w) or hi <= -w or lo >= w):
+            return None                                   # the zone straddles the window's edge
+        if math.isinf(lo) and math.isinf(hi):
+            reps.append(0.0)
+        elif math.isinf(lo):
+            reps.append(hi - max(1.0, abs(hi)))
+        elif math.isinf(hi):
+            reps.append(lo + max(1.0, abs(lo)))
+        else:
+            reps.append(lo + (hi - lo) / 2)
+    u = torch.tensor(reps, dtype=like.dtype) + p.v_threshold
+    if not torch.equal(_zones(u, p.v_threshold, h, edges).long(), torch.arange(Z)):
+        return None                                       # a zone too thin for a point inside it
+    jac = kind.jacobian(u, None, p, k.detach().cpu() if isinstance(k, torch.Tensor) else k)
+    return kind.vu(jac).double()
+
+
 def _bin_sums(idx: torch.Tensor, total: int, weights: Optional[torch.Tensor] = None, *,
               host: Optional[bool] = None) -> torch.Tensor:
     """float64 ``[total]``: how many of the flat indices ``idx`` fall in each bin, or the sum of their
@@ -103,14 +150,19 @@ def transport_sums(
     alpha: Optional[float],
     edges: Sequence[float] = ZONE_EDGES,
     pooled: bool = False,
+    f_zone: Optional[torch.Tensor] = None,
 ) -> Optional[Dict[str, torch.Tensor]]:
     """Per-sample window-model sums of one layer and pass (module docstring), float64 device tensors.
 
     us, Ps, fs: per step ``[N, ...]`` potentials ``u[t]``, spatial gradients ``P[t]`` and reset
     factors ``f[t] = dv[t]/du[t]`` (the kind's closed-form Jacobian); ``cut``: steps whose incoming
     state was detached. ``pooled``: sum over the pass's ``n`` samples on the device (a leading axis of
-    length 1, ~``n`` times less memory; the sums are the per-sample ones added, to rounding). Returns
-    None for a surrogate the theory has no window width for.
+    length 1, ~``n`` times less memory; the sums are the per-sample ones added, to rounding). ``f_zone``:
+    ``f`` per zone (:func:`zone_vu`, CPU tensors only) when it is one value per zone; ``fs`` is then not
+    read, and the ``f[t-1]^2`` sums are the unweighted counts (and ``P[t]^2`` sums) times the zone's
+    ``f^2`` (the same numbers as weighting each element when ``f^2`` is 0 or 1, as for LIF with the
+    rectangle surrogate and ``alpha = theta``; otherwise equal to rounding). Returns None for a
+    surrogate the theory has no window width for.
     """
     try:
         h = zone_width(surrogate, alpha)
@@ -151,7 +203,8 @@ def transport_sums(
     triple, source_mass, source, pair = zeros(Z, Z, Z), zeros(Z, Z), zeros(Z, Z), zeros(Z, Z)
     # buffers reused by every step: P[t]^2, f[t-1]^2 (float64) and the zone codes
     w = torch.empty((n, E), dtype=torch.float64, device=dev)
-    f2 = torch.empty_like(w) if T >= 2 else None
+    f2_zone = None if f_zone is None else f_zone.to(device=dev, dtype=torch.float64).square()
+    f2 = torch.empty_like(w) if T >= 2 and f2_zone is None else None
     code = torch.empty((n, E), dtype=z[0].dtype, device=dev)
     pair_code = torch.empty_like(code) if T >= 2 else None
     for t in range(T):
@@ -162,16 +215,22 @@ def transport_sums(
         cut_here = t - 1 in cut_from
         pc = torch.mul(z[t - 1], Z, out=pair_code).add_(z[t])            # (z[t-1], z[t])
         if not cut_here:
-            f2.copy_(fs[t - 1].reshape(n, -1)).square_()                 # f[t-1]^2
+            if f2 is not None:
+                f2.copy_(fs[t - 1].reshape(n, -1)).square_()             # f[t-1]^2
             if t + 1 < T:
-                # (z[t-1], z[t], z[t+1]) weighted by f[t-1]^2
+                # (z[t-1], z[t], z[t+1]) weighted by f[t-1]^2 (by zone: counted, weighted below)
                 torch.mul(pc, Z, out=code).add_(z[t + 1])
                 triple[:, t] = bins(flat(code, Z ** 3), Z ** 3, f2).view(n, Z, Z, Z)
         idx = flat(pc, Z * Z)                                            # (sample, z[t-1], z[t])
         source_mass[:, t] = bins(idx, Z * Z, w).view(n, Z, Z)
         if not cut_here:
-            source[:, t] = bins(idx, Z * Z, f2.mul_(w)).view(n, Z, Z)    # f[t-1]^2 P[t]^2
+            if f2 is not None:
+                source[:, t] = bins(idx, Z * Z, f2.mul_(w)).view(n, Z, Z)    # f[t-1]^2 P[t]^2
+            else:
+                source[:, t] = source_mass[:, t] * f2_zone.view(1, Z, 1)   # f^2 of the zone of z[t-1]
         pair[:, t - 1] = bins(idx, Z * Z).view(n, Z, Z)
+    if f2_zone is not None:
+        triple.mul_(f2_zone.view(1, 1, Z, 1, 1))                         # f[t-1]^2 of the zone of z[t-1]
     if T >= 2:
         # occupancy from the pair counts: z[t] = y for t <= T-2 (sum over a), z[T-1] = a (sum over y)
         occupancy[:, :-1] = pair[:, :-1].sum(3)
