@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Mapping, NamedTuple, Optional
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__
@@ -274,8 +275,17 @@ def _columns_of(table) -> Mapping[str, object]:
 
 
 def _python_values(v) -> list:
-    """One column as a list of Python scalars (numpy arrays via ``tolist``)."""
-    return v.tolist() if hasattr(v, "tolist") else list(v)
+    """One column as a list of CSV cells (:func:`_cell`): Python scalars (numpy arrays via ``tolist``),
+    missing values as ``""``. A float array is checked once for NaN instead of cell by cell."""
+    if isinstance(v, np.ndarray) and v.dtype.kind in "iub":
+        return v.tolist()
+    if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+        cells = v.tolist()
+        nan = np.flatnonzero(np.isnan(v))
+        for i in nan.tolist():
+            cells[i] = ""
+        return cells
+    return [_cell(x) for x in (v.tolist() if hasattr(v, "tolist") else v)]
 
 
 def _csv_text(df, columns: List[str], header: bool) -> str:
@@ -291,8 +301,7 @@ def _csv_text(df, columns: List[str], header: bool) -> str:
         w.writerow(columns)
     have = {str(c): v for c, v in _columns_of(df).items()}
     n = len(next(iter(have.values()), ()))
-    rows = zip(*[_python_values(have[c]) if c in have else [None] * n for c in columns])
-    w.writerows([_cell(v) for v in row] for row in rows)
+    w.writerows(zip(*[_python_values(have[c]) if c in have else [""] * n for c in columns]))
     return buf.getvalue()
 
 
