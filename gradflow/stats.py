@@ -453,9 +453,9 @@ def percentile_interval(values, level: float = DEFAULT_LEVEL) -> Tuple[object, o
         h = (np.maximum(m, 1) - 1) * q
         lo = np.floor(h).astype(np.intp)
         ranks.append((h, lo, np.minimum(lo + 1, np.maximum(m - 1, 0))))
-    if np.all(m == v.shape[0]):
-        # no NaN: the same four ranks in every column, so only they need to be in place (the values at
-        # those ranks are the sorted array's)
+    if np.all((m == v.shape[0]) | (m == 0)):
+        # columns without NaN (or all NaN: their bounds are NaN whatever the order) need only the ranks
+        # used in place, not a full sort (the values at those ranks are the sorted array's)
         kth = np.unique(np.concatenate([np.ravel(r[1:]) for r in ranks]))
         v = np.partition(v, kth, axis=0)
     else:
