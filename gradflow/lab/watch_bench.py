@@ -11,8 +11,8 @@ interleaved with the recorded ones, so drift hits both alike):
   memory the recorded step took;
 * ``step_ms``: the plain step: the median of the other two steps of each cycle, less ``hook_us``;
 * ``first_ms``: what a run pays once, measured in a fresh process (the median of ``first_runs``
-  processes, five by default, for a step under 0.1 s): ``gradflow.watch(...)`` itself, plus its first recorded step
-  minus a later one, plus ``close()`` (the first recorded step of a process draws and caches the
+  processes, five by default, for a step under 0.1 s): ``gradflow.watch(...)`` itself, plus its
+  first recorded step minus a later one, plus ``close()`` (the first recorded step of a process draws and caches the
   bootstrap's resample counts, opens the files, runs code for the first time); the process has made
   plain steps before, so the plain run's own first-step costs are not counted;
 * ``hook_us``: what an unrecorded step pays, the watch's forward-pre-hook counter, timed on a model
@@ -25,9 +25,10 @@ recorded steps, each followed by an unrecorded one when ``every > 1``) follows::
     extra = first + n_rec (recorded_step - step) + n_after (after_step - step) + (steps - n_rec - n_after) hook
     estimated_overhead = extra / (steps * step)          n_after = min(n_rec, steps - n_rec) if every > 1 else 0
 
-(a negative ``first`` or ``hook``, timing noise around a small cost, counts as 0) and, for the models in ``direct`` (fast ones), it is also measured end to end: ``repeats`` runs of
-``steps`` plain steps against ``steps`` watched steps (watch created and closed inside the timed
-region), interleaved in rotating order, medians compared (``direct_overhead_pct``). On a busy machine
+(a negative ``first`` or ``hook``, timing noise around a small cost, counts as 0) and, for the
+models in ``direct`` (fast ones), it is also measured end to end: ``repeats`` runs of ``steps``
+plain steps against ``steps`` watched steps (watch created and closed inside the timed region),
+interleaved in rotating order, medians compared (``direct_overhead_pct``). On a busy machine
 the direct figure carries the machine's noise (a few percent); the estimate does not depend on it.
 Never use these numbers as test assertions.
 
@@ -245,7 +246,8 @@ def watch_bench(
             runs = max(1, first_runs) if t_ref < 0.1 else 1
             t_first = statistics.median(_first_in_subprocess(name, options, neuron, threads) for _ in range(runs))
         # a negative hook or one-time cost is timing noise around zero: it may not lower the estimate
-        extra = ((0.0 if math.isnan(t_first) else max(t_first, 0.0)) + n_rec * (t_rec - t_step) + n_after * (t_after - t_step)
+        first_s = 0.0 if math.isnan(t_first) else max(t_first, 0.0)
+        extra = (first_s + n_rec * (t_rec - t_step) + n_after * (t_after - t_step)
                  + (steps - n_rec - n_after) * max(hook, 0.0) * 1e-6)
         row = dict(model=name, neuron=neuron, T=int(options["T"]), batch=int(options["batch"]), steps=steps,
                    every=every, recorded=n_rec, step_ms=1e3 * t_step, recorded_step_ms=1e3 * t_rec,
