@@ -396,7 +396,7 @@ def _draw_counts(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
     take fresh memory from the system (page faults: most of the cost of a first draw in a process).
     """
     out = np.empty((rows, n), dtype=np.float64)
-    block = max(1, min(rows, _DRAW_BLOCK // n))
+    block = max(1, min(rows, _DRAW_BLOCK // max(n, 1)))
     offsets = (np.arange(block, dtype=np.int64) * n)[:, None]      # row b counts into bins b*n .. b*n+n-1
     for start in range(0, rows, block):
         b = min(block, rows - start)

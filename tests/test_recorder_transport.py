@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,26 @@ def test_zone_values_need_zones_inside_or_outside_the_window():
     assert zone_vu(LIF_KIND, p, p.inv_tau, u).tolist() == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
     assert zone_vu(LIF_KIND, p, p.inv_tau, u.to(torch.int64)) is None
     assert zone_vu(LIF_KIND, make_params(tau=2.0, v_reset=0.0), 0.5, u) is None   # hard reset: vu depends on u
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_window_sums_by_zone_keep_the_elements_answer_when_a_bin_overflows(pooled):
+    """A bin whose P^2 sum overflows (finite elements) gives f^2 P^2 = 0 by element where f = 0; by zone
+    0 * inf would be NaN, so such a step weights its elements. An infinite element stays NaN either way."""
+    from gradflow.neurons.lif import LIF_KIND
+    from gradflow.neurons.params import make_params
+    from gradflow.recorder.transport import transport_sums, zone_vu
+
+    p = make_params(tau=2.0)                        # rectangle, alpha = theta: f = 0 in the window
+    n, E = 2, 4
+    us = [torch.tensor([[1.2, 1.2, 0.1, 2.5]] * n, dtype=torch.float64) for _ in range(3)]
+    Ps = [torch.full((n, E), 1e154, dtype=torch.float64) for _ in range(3)]
+    Ps[2][0, 0] = math.inf                           # in the window one step later: f = 0 times inf
+    fs = [LIF_KIND.vu(LIF_KIND.jacobian(u, None, p)) for u in us]
+    f_zone = zone_vu(LIF_KIND, p, p.inv_tau, us[0])
+    kw = dict(n=n, v_threshold=1.0, surrogate="rectangle", alpha=1.0, pooled=pooled)
+    by_element, by_zone = transport_sums(us, Ps, fs, (), **kw), transport_sums(us, Ps, None, (), f_zone=f_zone, **kw)
+    for key in by_element:
+        assert torch.equal(by_element[key].nan_to_num(7.0), by_zone[key].nan_to_num(7.0)), key
+    assert torch.isinf(by_element["source_mass"]).any() and (by_element["source"] == 0).any()
+    assert torch.isnan(by_element["source"]).any()          # the inf element: 0 * inf in its bin

@@ -226,8 +226,13 @@ def transport_sums(
         if not cut_here:
             if f2 is not None:
                 source[:, t] = bins(idx, Z * Z, f2.mul_(w)).view(n, Z, Z)    # f[t-1]^2 P[t]^2
-            else:
+            elif bool(torch.isfinite(source_mass[:, t]).all()):          # (CPU only: no device sync)
                 source[:, t] = source_mass[:, t] * f2_zone.view(1, Z, 1)   # f^2 of the zone of z[t-1]
+            else:
+                # a bin that overflowed (or holds inf/NaN): 0 * inf would be NaN where the elements'
+                # f^2 P^2 add up to 0, so weight the elements here, with the zone's f^2 per element
+                fe = f2_zone[z[t - 1].reshape(-1).long()].view(n, E)
+                source[:, t] = bins(idx, Z * Z, fe.mul_(w)).view(n, Z, Z)
         pair[:, t - 1] = bins(idx, Z * Z).view(n, Z, Z)
     if f2_zone is not None:
         triple.mul_(f2_zone.view(1, 1, Z, 1, 1))                         # f[t-1]^2 of the zone of z[t-1]
