@@ -21,6 +21,7 @@ at 1e-12 in float64). ``f[t-1]`` is zero where truncated BPTT cut the step ``t-1
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -83,10 +84,21 @@ def zone_vu(kind, p, k, like: torch.Tensor, edges: Sequence[float] = ZONE_EDGES)
     potentials' dtype compares them. The value of each zone is the kind's own ``vu`` at a point inside
     it (in ``like``'s dtype). Only for CPU potentials (elsewhere the zone values would have to be copied
     to the device inside the backward). With it, :func:`transport_sums` weights whole zones: ``f[t-1]^2``
-    sums become counts times ``f^2`` of the zone.
+    sums become counts times ``f^2`` of the zone. The answer depends only on the kind, ``p``, ``k``, the
+    dtype and the edges, and is kept for the next pass (do not modify the returned tensor).
     """
+    if like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
+        return None
+    # a learned k (a 0-d tensor) as its value and dtype, so that equal values share the cached answer
+    key = (float(k.detach()), k.dtype) if isinstance(k, torch.Tensor) else (k, None)
+    return _zone_vu(kind, p, key, like.dtype, tuple(edges))
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_vu(kind, p, key: tuple, dtype: torch.dtype, edges: tuple) -> Optional[torch.Tensor]:
+    k = key[0] if key[1] is None else torch.tensor(key[0], dtype=key[1])
     w = kind.vu_window(p)
-    if w is None or like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
+    if w is None:
         return None
     try:
         h = zone_width(p.surrogate.name, p.surrogate.alpha)
@@ -94,7 +106,7 @@ def zone_vu(kind, p, k, like: torch.Tensor, edges: Sequence[float] = ZONE_EDGES)
         return None
 
     def cast(v: float) -> float:          # the value as a comparison in the potentials' dtype sees it
-        return float(torch.tensor(v, dtype=torch.float64).to(like.dtype))
+        return float(torch.tensor(v, dtype=torch.float64).to(dtype))
 
     bounds = [cast(e * h) for e in edges]
     w = math.inf if math.isinf(w) else cast(w)
@@ -113,10 +125,10 @@ def zone_vu(kind, p, k, like: torch.Tensor, edges: Sequence[float] = ZONE_EDGES)
             reps.append(lo + max(1.0, abs(lo)))
         else:
             reps.append(lo + (hi - lo) / 2)
-    u = torch.tensor(reps, dtype=like.dtype) + p.v_threshold
+    u = torch.tensor(reps, dtype=dtype) + p.v_threshold
     if not torch.equal(_zones(u, p.v_threshold, h, edges).long(), torch.arange(Z)):
         return None                                       # a zone too thin for a point inside it
-    jac = kind.jacobian(u, None, p, k.detach().cpu() if isinstance(k, torch.Tensor) else k)
+    jac = kind.jacobian(u, None, p, k)
     return kind.vu(jac).double()
 
 
