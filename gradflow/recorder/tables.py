@@ -274,6 +274,11 @@ def _pad(a: np.ndarray, size: int, axis: int) -> np.ndarray:
     return np.pad(a.astype(np.float64), widths, constant_values=np.nan)
 
 
+#: Columns of :func:`layer_info`, in order.
+_LAYER_INFO_COLUMNS = ("layer", "layer_index", "neuron", "tau", "v_threshold", "surrogate", "alpha", "reset",
+                       "v_reset", "detach_reset", "decay_input", "m_grad", "truncate")
+
+
 def layer_info(passes: List[LayerPass]) -> pd.DataFrame:
     """One row per recorded layer: its constants at the latest recorded pass (PLIF: the tau it used)."""
     return pd.DataFrame(layer_info_columns(passes))
@@ -292,7 +297,3 @@ def layer_info_columns(passes: List[LayerPass]) -> Columns:
         )
     ordered = sorted(rows.values(), key=lambda r: r["layer_index"])
     return {c: [r[c] for r in ordered] for c in _LAYER_INFO_COLUMNS}
-
-
-_LAYER_INFO_COLUMNS = ("layer", "layer_index", "neuron", "tau", "v_threshold", "surrogate", "alpha", "reset",
-                       "v_reset", "detach_reset", "decay_input", "m_grad", "truncate")
