@@ -12,9 +12,9 @@ interleaved with the recorded ones, so drift hits both alike):
 * ``step_ms``: the plain step: the median of the other two steps of each cycle, less ``hook_us``;
 * ``first_ms``: what a run pays once, measured in a fresh process (the median of ``first_runs``
   processes, five by default, for a step under 0.1 s): ``gradflow.watch(...)`` itself, plus its
-  first recorded step minus a later one, plus ``close()`` (the first recorded step of a process draws and caches the
-  bootstrap's resample counts, opens the files, runs code for the first time); the process has made
-  plain steps before, so the plain run's own first-step costs are not counted;
+  first recorded step minus a later one, plus ``close()`` (the first recorded step of a process draws
+  and caches the bootstrap's resample counts, opens the files, runs code for the first time); the
+  process has made plain steps before, so the plain run's own first-step costs are not counted;
 * ``hook_us``: what an unrecorded step pays, the watch's forward-pre-hook counter, timed on a model
   with almost no compute (median over 2000 pairs of grad-enabled calls of a watched model and an
   unwatched copy, called alternately).
