@@ -433,3 +433,21 @@ def test_nonfinite_count_per_step_is_exact(case):
     assert per.nonfinite.tolist() == expected
     assert (sum(expected) > 0) == (case != "huge_finite")
     assert not np.isfinite(per.grad_total_norm.iloc[3])  # the norm is not finite: the elements were counted
+
+
+@pytest.mark.parametrize("backend", ["torch", "fused"])
+def test_spike_counts_per_step_and_sample_are_the_layers_spikes(backend):
+    """``firing_rate`` per step and the per-sample spike counts of ``samples()`` are those of the spikes
+    the layer put out, step by step and sample by sample (not only in total)."""
+    torch.manual_seed(2)
+    T, n, E = 5, 3, 16
+    neuron = gradflow.LIF(tau=2.0, backend=backend)
+    x = (torch.randn(T, n, E) * 0.8 + 0.9 + torch.linspace(-0.5, 0.5, T).view(T, 1, 1)).requires_grad_()
+    with gradflow.record(neuron) as rec:
+        s = neuron(x)
+        (s * torch.randn(T, n, E)).sum().backward()
+    per = rec.per_step().sort_values("t")
+    np.testing.assert_array_equal(per.firing_rate.to_numpy(), s.detach().double().sum(dim=(1, 2)).numpy() / (n * E))
+    counts = rec.samples()["lif"].spikes                     # [n, T]
+    np.testing.assert_array_equal(counts, s.detach().sum(2).T.double().numpy())
+    assert len(set(per.firing_rate.tolist())) > 1           # the steps differ, so an order mix-up shows
