@@ -187,3 +187,74 @@ def test_watch_first_cost_failure_is_one_clear_error():
 
     with pytest.raises(DataError, match="first_ms for no_such_model failed: .*Unknown architecture"):
         _first_in_subprocess("no_such_model", dict(T=2, batch=1), "lif", 1)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: torch.nn.Linear(6, 4), (3, 5, 6)),
+    (lambda: torch.nn.Linear(6, 4, bias=False), (7, 6)),
+    (lambda: torch.nn.Conv1d(4, 6, 3, stride=2, padding=1), (2, 4, 11)),
+    (lambda: torch.nn.Conv2d(4, 6, 3, stride=1, padding=2, dilation=2, groups=2, bias=False), (3, 4, 9, 8)),
+    (lambda: torch.nn.Conv2d(3, 8, (3, 1), stride=(2, 1), padding=(1, 0)), (2, 3, 10, 7)),
+    (lambda: torch.nn.Conv3d(2, 4, 2, stride=1, padding=1), (2, 2, 4, 5, 3)),
+])
+def test_weight_grad_kernel_is_the_weight_gradient_alone(make, shape):
+    """The floor computes each call's weight (and bias) gradient, the same numbers as autograd's."""
+    from gradflow.lab.bench import weight_grad_kernel
+
+    torch.manual_seed(0)
+    m = make().double()
+    x = torch.randn(shape, dtype=torch.float64)
+    out = m(x)
+    g = torch.randn_like(out)
+    params = [m.weight] + ([m.bias] if m.bias is not None else [])
+    ref = torch.autograd.grad(out, params, g)
+    gw, gb = weight_grad_kernel(m, x, g)
+    torch.testing.assert_close(gw, ref[0], rtol=1e-12, atol=1e-12)
+    if m.bias is None:
+        assert gb is None
+    else:
+        torch.testing.assert_close(gb, ref[1], rtol=1e-12, atol=1e-12)
+
+
+def test_weight_grad_kernel_refuses_what_it_cannot_compute():
+    from gradflow.errors import UsageError
+    from gradflow.lab.bench import weight_grad_kernel
+
+    x = torch.randn(1, 2, 5, 5)
+    for m in (torch.nn.Conv2d(2, 2, 3, padding="same"), torch.nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
+              torch.nn.ConvTranspose2d(2, 2, 3), torch.nn.BatchNorm2d(2)):
+        with pytest.raises(UsageError):
+            weight_grad_kernel(m, x, torch.randn(1, 2, 5, 5))
+
+
+@pytest.mark.parametrize("model, opts, expected", [
+    ("mlp", dict(in_features=8, widths=(16, 12), T=2, batch=4), {"fc1", "fc2"}),
+    ("spiking_resnet18", dict(T=1, batch=1), None),
+])
+def test_weights_floor_runs_the_kernels_of_exactly_the_split_layers(monkeypatch, model, opts, expected):
+    """The floor variant adds one weight-gradient kernel per call of each layer whose weight the
+    recorder splits (not the readout), after the plain backward, and records nothing."""
+    import gradflow.lab.bench as bench
+
+    seen = []
+    real = bench.weight_grad_kernel
+    monkeypatch.setattr(bench, "weight_grad_kernel", lambda m, x, g: seen.append((m, x.shape, g.shape)) or real(m, x, g))
+    case = bench._train_case(dict(kind="train", model=model, neuron="lif", options=dict(opts), device="cpu",
+                                  variant="weights_floor"))
+    net = case["net"]
+    names = {id(m): n for n, m in net.named_modules()}
+    with gradflow.record(net, pairs=False, weights=True) as rec:
+        from gradflow import losses
+        losses.ce_over_time(net(case["x"]), case["y"]).backward()
+    split = {p.rsplit(".", 1)[0] for p in rec.weights()["param"]}
+    seen.clear()
+    case["run"]()
+    got = {names[id(m)] for m, _, _ in seen}
+    weighted = {n for n, m in net.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+    assert got == split & weighted and len(got) > 0
+    if expected is not None:
+        assert got == expected
+    assert all(gs[0] == xs[0] for _, xs, gs in seen)  # the output gradient has the call's output shape
+    n_calls = len(seen)
+    case["run"]()
+    assert len(seen) == 2 * n_calls  # each step again, none left over from the last one

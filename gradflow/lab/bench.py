@@ -17,7 +17,11 @@ Two benchmarks, each returning a tidy :class:`pandas.DataFrame` (one row per cas
   ``gradflow.record(model, pairs=False, weights=False)`` (``per_step``), ``weights=True``
   (``weights``) and ``pairs=True, weights=True`` (``pairs``); then the same with the neurons on the
   fused backend (``plain_fused``, ``fused_per_step``, ``fused_weights``, ``fused_pairs``: the recorder
-  takes the split from the fused backward's tap). ``time_ratio`` is against the plain step on the *same*
+  takes the split from the fused backward's tap). ``weights_floor`` / ``fused_weights_floor`` record
+  nothing: the plain step plus, after its backward, the weight (and bias) gradient of every
+  convolution and linear call whose weight the split covers, from a fixed random output gradient,
+  each computed alone (:func:`weight_grad_kernel`) — the kernels any exact weight split has to add, so
+  their ratio is a floor under ``weights``. ``time_ratio`` is against the plain step on the *same*
   backend (``plain`` or ``plain_fused``); ``torch_ratio`` against ``plain`` on the torch backend.
 
 Timing: warm-up calls, then ``repeats`` rounds; in every round each variant runs once, the order
@@ -53,7 +57,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -71,6 +75,7 @@ __all__ = [
     "TRAIN_COLUMNS",
     "StepwiseNeuron",
     "neuron_bench",
+    "weight_grad_kernel",
     "training_bench",
     "run_bench",
     "targets",
@@ -79,8 +84,8 @@ __all__ = [
 ]
 
 NEURON_VARIANTS = ("baseline", "torch", "fused", "spikingjelly")
-TRAIN_VARIANTS = ("plain", "per_step", "weights", "pairs", "plain_fused", "fused_per_step", "fused_weights",
-                  "fused_pairs")
+TRAIN_VARIANTS = ("plain", "per_step", "weights", "pairs", "weights_floor", "plain_fused", "fused_per_step",
+                  "fused_weights", "fused_pairs", "fused_weights_floor")
 
 #: Columns of :func:`neuron_bench` (time in ms; ratios against ``baseline`` of the same case).
 NEURON_COLUMNS = [
@@ -202,6 +207,47 @@ def _neuron_case(spec: dict) -> Optional[dict]:
     return {"run": run, "forward": forward, "x": x}
 
 
+def weight_grad_kernel(module: nn.Module, inp: torch.Tensor, grad: torch.Tensor):
+    """``(d weight, d bias)`` of one call ``module(inp)`` (a convolution or ``nn.Linear``) for the output
+    gradient ``grad``, computed alone: no input gradient, no autograd graph (``d bias`` None without
+    a bias). The weight split adds exactly this per call (:mod:`gradflow.recorder.region`).
+
+    >>> lin = nn.Linear(3, 2); x = torch.randn(4, 3); g = torch.randn(4, 2)
+    >>> gw, gb = weight_grad_kernel(lin, x, g)
+    >>> bool(torch.allclose(gw, g.t() @ x)) and bool(torch.allclose(gb, g.sum(0)))
+    True
+    """
+    bias = module.bias is not None
+    with torch.no_grad():
+        if isinstance(module, nn.Linear):
+            g2, x2 = grad.reshape(-1, grad.shape[-1]), inp.reshape(-1, inp.shape[-1])
+            return g2.t().mm(x2), (g2.sum(0) if bias else None)
+        if not isinstance(module, nn.modules.conv._ConvNd) or module.transposed:
+            raise UsageError(f"The weight-gradient floor knows convolutions and linear layers, not {type(module).__name__}.")
+        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+            raise UsageError("The weight-gradient floor needs numeric zero padding "
+                             f"(got padding={module.padding!r}, padding_mode={module.padding_mode!r}).")
+        _, gw, gb = torch.ops.aten.convolution_backward(
+            grad, inp, module.weight, [module.out_channels] if bias else None, list(module.stride),
+            list(module.padding), list(module.dilation), False, [0] * len(module.stride), module.groups,
+            [False, True, bias])
+        return gw, gb
+
+
+def _split_modules(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> List[nn.Module]:
+    """The convolution and linear modules whose weight the recorder's weight split covers (from one
+    recorded backward; the gradients it leaves are cleared)."""
+    import gradflow
+    from gradflow import losses
+
+    with gradflow.record(net, pairs=False, weights=True) as rec:
+        losses.ce_over_time(net(x), y).backward()
+    names = set(rec.weights()["param"])
+    net.zero_grad(set_to_none=True)
+    return [m for name, m in net.named_modules()
+            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and f"{name}.weight" in names]
+
+
 def _train_case(spec: dict) -> dict:
     """``{"run": fn}``: one SGD training step of ``spec["model"]``, recorded per ``spec["variant"]``."""
     import gradflow
@@ -229,17 +275,30 @@ def _train_case(spec: dict) -> dict:
     opt = torch.optim.SGD(net.parameters(), lr=1e-3)
     rec_kw = {"per_step": dict(pairs=False, weights=False), "weights": dict(pairs=False, weights=True),
               "pairs": dict(pairs=True, weights=True)}.get(variant.replace("fused_", ""))
+    calls: List[Tuple[nn.Module, torch.Tensor, torch.Size]] = []
+    grads: Dict[Tuple[int, torch.Size], torch.Tensor] = {}
+    if variant.endswith("weights_floor"):
+        for m in _split_modules(net, x, y):
+            m.register_forward_hook(lambda m, inp, out: calls.append((m, inp[0], out.shape)))
+    gen = torch.Generator().manual_seed(2)
 
     def run():
         opt.zero_grad(set_to_none=True)
+        calls.clear()
         if rec_kw is None:
             losses.ce_over_time(net(x), y).backward()
         else:
             with gradflow.record(net, **rec_kw):
                 losses.ce_over_time(net(x), y).backward()
+        for i, (m, inp, shape) in enumerate(calls):  # the floor: each call's weight gradient alone
+            g = grads.get((i, shape))
+            if g is None:
+                g = grads[(i, shape)] = torch.randn(shape, generator=gen).to(device, inp.dtype)
+            weight_grad_kernel(m, inp, g)
+        calls.clear()
         opt.step()
 
-    return {"run": run}
+    return {"run": run, "net": net, "x": x, "y": y}
 
 
 # ----------------------------------------------------------------------------- measurement
