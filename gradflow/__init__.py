@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.5"
+__version__ = "0.2.6"
 
 # public name -> (module, attribute); attribute None means the module itself
 _LAZY = {
