@@ -222,7 +222,7 @@ def test_weight_grad_kernel_refuses_what_it_cannot_compute():
 
     x = torch.randn(1, 2, 5, 5)
     for m in (torch.nn.Conv2d(2, 2, 3, padding="same"), torch.nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
-              torch.nn.ConvTranspose2d(2, 2, 3), torch.nn.BatchNorm2d(2)):
+              torch.nn.ConvTranspose2d(2, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU()):
         with pytest.raises(UsageError):
             weight_grad_kernel(m, x, torch.randn(1, 2, 5, 5))
 

@@ -217,13 +217,13 @@ def weight_grad_kernel(module: nn.Module, inp: torch.Tensor, grad: torch.Tensor)
     >>> bool(torch.allclose(gw, g.t() @ x)) and bool(torch.allclose(gb, g.sum(0)))
     True
     """
+    if not isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) or getattr(module, "transposed", False):
+        raise UsageError(f"The weight-gradient floor knows convolutions and linear layers, not {type(module).__name__}.")
     bias = module.bias is not None
     with torch.no_grad():
         if isinstance(module, nn.Linear):
             g2, x2 = grad.reshape(-1, grad.shape[-1]), inp.reshape(-1, inp.shape[-1])
             return g2.t().mm(x2), (g2.sum(0) if bias else None)
-        if not isinstance(module, nn.modules.conv._ConvNd) or module.transposed:
-            raise UsageError(f"The weight-gradient floor knows convolutions and linear layers, not {type(module).__name__}.")
         if isinstance(module.padding, str) or module.padding_mode != "zeros":
             raise UsageError("The weight-gradient floor needs numeric zero padding "
                              f"(got padding={module.padding!r}, padding_mode={module.padding_mode!r}).")
@@ -249,7 +249,8 @@ def _split_modules(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> List[nn.
 
 
 def _train_case(spec: dict) -> dict:
-    """``{"run": fn}``: one SGD training step of ``spec["model"]``, recorded per ``spec["variant"]``."""
+    """``{"run": fn, "net", "x", "y"}``: one SGD training step of ``spec["model"]`` on ``(x, y)``, recorded
+    per ``spec["variant"]`` (the floor variants: plain, then the weight-gradient kernels)."""
     import gradflow
     from gradflow import losses, models
 
