@@ -182,24 +182,35 @@ class CLIFKind(NeuronKind):
     # ------------------------------------------------------------------ fused backend
     def fused_forward(self, x: torch.Tensor, k: Scalar, p: NeuronParams, want_states: bool) -> FusedForward:
         """Saves ``u``, ``m`` (``m[t]`` after step t) and ``q = sigmoid(k u)``, each ``[T, N, ...]`` (so the
-        backward needs one sigmoid per step, not two); ``prev`` with ``want_states``."""
+        backward needs one sigmoid per step, not two); ``prev`` with ``want_states``.
+
+        With ``want_states`` no state is copied: ``v`` and ``m`` are written into ``[T + 1, N]`` tensors
+        whose row 0 is the initial 0, so that rows ``0..T-1`` are the states before each step and
+        ``m``'s rows ``1..T`` are what the backward saves (views of one storage)."""
         if isinstance(k, torch.Tensor):
             k = float(k)
         T = x.shape[0]
         flat = x.reshape(T, -1)
         u_all = torch.empty_like(flat, memory_format=torch.contiguous_format)
-        spikes, m_all, q_all = torch.empty_like(u_all), torch.empty_like(u_all), torch.empty_like(u_all)
-        v_prev = torch.empty_like(u_all) if want_states else None
-        m_prev_all = torch.empty_like(u_all) if want_states else None
+        spikes, q_all = torch.empty_like(u_all), torch.empty_like(u_all)
+        if want_states:  # row 0: the state before step 0
+            v_ext, m_ext = (flat.new_empty((T + 1,) + tuple(u_all.shape[1:])) for _ in range(2))
+            v_ext[0].zero_()
+            m_ext[0].zero_()
+            m_all = m_ext[1:]
+        else:
+            v_ext = m_ext = None
+            m_all = torch.empty_like(u_all)
         theta = p.v_threshold
         for sl in chunk_slices(flat):
             n = sl.stop - sl.start
-            v, m = flat.new_zeros((n,)), flat.new_zeros((n,))
-            vbuf, tmp = torch.empty_like(v), torch.empty_like(v)
+            if want_states:
+                v, m, vbuf = v_ext[0, sl], m_ext[0, sl], None
+            else:
+                v, m = flat.new_zeros((n,)), flat.new_zeros((n,))
+                vbuf = torch.empty_like(v)
+            tmp = torch.empty_like(u_all[0, sl])
             for t in range(T):
-                if v_prev is not None:
-                    v_prev[t, sl].copy_(v)
-                    m_prev_all[t, sl].copy_(m)
                 u = _charge_into(u_all[t, sl], flat[t, sl], v, k, p, tmp)
                 s = _fire_into(spikes[t, sl], u, p)
                 # complementary potential m = s + m[t-1] sigmoid(u k) (the ops of clif_fire_reset)
@@ -207,9 +218,9 @@ class CLIFKind(NeuronKind):
                 m = torch.addcmul(s, m, q, out=m_all[t, sl])
                 # reset v = u - s (sigmoid(m) + theta)
                 r = torch.sigmoid(m, out=tmp).add_(theta)
-                v = torch.addcmul(u, s, r, value=-1.0, out=vbuf)
+                v = torch.addcmul(u, s, r, value=-1.0, out=vbuf if v_ext is None else v_ext[t + 1, sl])
         shape = x.shape
-        prev = None if v_prev is None else CLIFState(v_prev.view(shape), m_prev_all.view(shape))
+        prev = None if v_ext is None else CLIFState(v_ext[:T].view(shape), m_ext[:T].view(shape))
         saved = (u_all.view(shape), m_all.view(shape), q_all.view(shape))
         return FusedForward(spikes.view(shape), saved, u_all.view(shape), prev)
 

@@ -89,7 +89,7 @@ class FusedNeuron(torch.autograd.Function):
         keep = bool(tap)
         delta = torch.empty_like(flat[0])
         P_all = torch.empty_like(delta) if keep else None
-        temp_all = torch.zeros_like(delta) if keep else None
+        temp_all = torch.empty_like(delta) if keep else None  # rows without a temporal part are zeroed below
         grad_k = torch.zeros((), dtype=torch.float64, device=delta.device) if need_k else None
         fields = len(kind.State._fields)
         with_ws = takes_ws(kind.fused_jacobian)
@@ -99,11 +99,12 @@ class FusedNeuron(torch.autograd.Function):
             ws: dict = {}  # one set of cache-resident buffers for every step of this block
             carry = [tuple(torch.empty_like(d_block[0]) for _ in range(fields)) for _ in range(2)]
 
-            def P_at(t, jac, sl=sl):
+            def P_at(t, jac, sl=sl, ws=ws):
                 # delta = temporal + g_out sg in one addcmul (P is not materialised for the gradient), the
                 # same with or without a tap: a tap gets P written separately and changes no gradient bit
                 if keep:
                     torch.mul(g2[t, sl], jac.sg, out=P_all[t, sl])
+                    ws["temporal"] = temp_all[t, sl]  # a kind's back writes its temporal part there (no copy)
                 return (g2[t, sl], jac.sg)
 
             if with_ws:
@@ -114,8 +115,12 @@ class FusedNeuron(torch.autograd.Function):
             for t, _, step in steps:
                 if step.delta.data_ptr() != d_block[t].data_ptr():
                     d_block[t].copy_(step.delta)  # no temporal part (last step, or a cut): delta = P
-                if keep and step.temporal is not None:
-                    temp_all[t, sl].copy_(step.temporal)
+                if keep:
+                    row = temp_all[t, sl]
+                    if step.temporal is None:
+                        row.zero_()
+                    elif step.temporal.data_ptr() != row.data_ptr():
+                        row.copy_(step.temporal)
                 if need_k:
                     xb = None if x2 is None else x2[:, sl]
                     dk = charge_dk(None if xb is None else xb[t], kind.fused_v_prev(block, t, p), p)

@@ -68,7 +68,9 @@ def delta_from(P, temporal: Optional[torch.Tensor], like: torch.Tensor,
 def buf(ws: Optional[dict], name: str, like: torch.Tensor) -> Optional[torch.Tensor]:
     """The workspace tensor ``name`` shaped like ``like`` (created on first use), or None without a
     workspace. A workspace (a dict) lets the fused backward run every step in the same few
-    cache-resident buffers; results written there are valid until the next call that uses ``ws``."""
+    cache-resident buffers; results written there are valid until the next call that uses ``ws``.
+    With a tap, the fused backward points ``ws["temporal"]`` at its output row before each step, so a
+    kind whose ``back`` writes the temporal part to ``buf(ws, "temporal", ...)`` writes it in place."""
     if ws is None:
         return None
     t = ws.get(name)

@@ -142,20 +142,27 @@ class LIFKind(NeuronKind):
 
     # ------------------------------------------------------------------ fused backend
     def fused_forward(self, x: torch.Tensor, k: Scalar, p: NeuronParams, want_states: bool) -> FusedForward:
-        """Saves ``u`` ``[T, N, ...]`` only; ``prev = LIFState(v[t-1] for every t)`` with ``want_states``."""
+        """Saves ``u`` ``[T, N, ...]`` only; ``prev = LIFState(v[t-1] for every t)`` with ``want_states``
+        (``v`` then written into a ``[T + 1, N]`` tensor whose row 0 is the initial state: no copy)."""
         T = x.shape[0]
         flat = x.reshape(T, -1)
         u_all = torch.empty_like(flat, memory_format=torch.contiguous_format)
         spikes = torch.empty_like(u_all)
-        v_prev = torch.empty_like(u_all) if want_states else None
+        v_ext = None
+        if want_states:
+            v_ext = flat.new_empty((T + 1,) + tuple(u_all.shape[1:]))
+            v_ext[0].fill_(p.v_rest)
         fast_soft = p.v_reset is None and not p.smooth
         for sl in chunk_slices(flat):
             n = sl.stop - sl.start
-            v = flat.new_full((n,), p.v_rest) if p.v_rest != 0.0 else flat.new_zeros((n,))
-            vbuf, tmp = torch.empty_like(v), torch.empty_like(v)
+            if v_ext is not None:  # v[t] goes straight into row t + 1
+                v, vbufs = v_ext[0, sl], [v_ext[t + 1, sl] for t in range(T)]
+            else:
+                v = flat.new_full((n,), p.v_rest) if p.v_rest != 0.0 else flat.new_zeros((n,))
+                vbufs = [torch.empty_like(v)] * T
+            tmp = torch.empty_like(u_all[0, sl])
             for t in range(T):
-                if v_prev is not None:
-                    v_prev[t, sl].copy_(v)
+                vbuf = vbufs[t]
                 u = _charge_into(u_all[t, sl], flat[t, sl], v, k, p, tmp)
                 s = _fire_into(spikes[t, sl], u, p)
                 # reset
@@ -167,7 +174,7 @@ class LIFKind(NeuronKind):
                     torch.neg(s, out=tmp).add_(1.0).mul_(u)  # -s + 1 == 1 - s exactly
                     v = torch.mul(s, p.v_reset, out=vbuf).add_(tmp)
         shape = x.shape
-        prev = None if v_prev is None else LIFState(v_prev.view(shape))
+        prev = None if v_ext is None else LIFState(v_ext[:T].view(shape))
         return FusedForward(spikes.view(shape), (u_all.view(shape),), u_all.view(shape), prev)
 
     def fused_jacobian(self, saved: Sequence[torch.Tensor], t: int, p: NeuronParams, k: Scalar,

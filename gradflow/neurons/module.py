@@ -55,7 +55,9 @@ class NeuronTrace(NamedTuple):
     :class:`~gradflow.neurons.kind.NeuronKind`; ``params``: the :class:`NeuronParams` of the step.
 
     With the torch backend ``u`` and ``prev`` are live graph nodes; with the fused backend they are
-    detached values and only ``x`` and ``spikes`` are graph nodes.
+    detached values and only ``x`` and ``spikes`` are graph nodes; ``u`` and CLIF's ``prev[t].m`` then
+    share memory with what the fused node saved for its backward: read them, do not write into them
+    (the backward would raise).
 
     Single-step mode (``step_mode="s"``) calls the observers after every step with a trace of that one
     step: ``x``, ``spikes`` ``[N, ...]``, one-element ``u`` and ``prev``, ``t`` its index in the
