@@ -254,6 +254,46 @@ def test_fused_blocks_change_nothing(kind, monkeypatch):
             torch.testing.assert_close(w, results[0][2], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("kind, kw", [("lif", dict(v_reset=-0.0)), ("lif", dict(v_reset=0.3, decay_input=True)),
+                                      ("clif", dict()), ("clif", dict(detach_reset=True)), ("plif", dict())])
+def test_fused_blocks_with_an_observer_and_a_tap(kind, kw, monkeypatch):
+    """With an observer (states written in place, CLIF's prev m a view of the saved m) and a tap
+    (temporal rows written in place, rows without one zeroed), over several blocks: the states equal
+    the torch backend's, the tap keeps its contract, and the gradient is the one without observer."""
+    torch.manual_seed(2)
+    x = torch.randn(5, 3, 37, dtype=torch.float64) + 0.7
+    e = torch.randn_like(x)
+    monkeypatch.setattr(chunks, "CPU_BLOCK", 16)
+    ref = build_neuron(kind, backend="torch", truncate=2, **kw).double()
+    traces = []
+    h = ref.register_step_observer(lambda m, tr: traces.append(tr))
+    ref(x)
+    h.remove()
+    grads, got = [], {}
+    for observe in (False, True):
+        mod = build_neuron(kind, backend="fused", truncate=2, **kw).double()
+        if observe:
+            def observer(m, tr):
+                got["trace"] = tr
+                tr.tap.append(lambda g, P, temporal, delta: got.update(P=P.clone(), temporal=temporal.clone(),
+                                                                        delta=delta.clone()))
+            mod.register_step_observer(observer)
+        xi = x.clone().requires_grad_()
+        (mod(xi) * e).sum().backward()
+        grads.append(xi.grad)
+    assert torch.equal(grads[1], grads[0])
+    tr = got["trace"]
+    for a, b in zip(tr.prev, traces[0].prev):
+        for za, zb in zip(a, b):
+            torch.testing.assert_close(za, zb.detach(), rtol=1e-14, atol=1e-15)
+            assert torch.equal(torch.signbit(za), torch.signbit(zb.detach())) or kind != "lif"
+    temporal = got["temporal"]
+    for t in (4, 1, 3):  # the last step, and the steps before the cuts at 2 and 4
+        assert torch.equal(temporal[t], torch.zeros_like(temporal[t]))
+    scale = got["delta"].abs().max().item()
+    torch.testing.assert_close(got["P"] + temporal, got["delta"], rtol=0, atol=4e-16 * scale)
+
+
 # ----------------------------------------------------------------------------- one NeuronParams per module
 
 

@@ -4,7 +4,9 @@ The fused forward and backward (:mod:`gradflow.neurons.fused`) are sequences of 
 per step. On a CPU, running all ``T`` steps of a block of :data:`CPU_BLOCK` neurons before moving on
 keeps the block's state and scratch tensors in cache (a 4 MB tensor per step and operation would not
 fit); on a GPU one block holds every neuron (one kernel per operation over the whole layer). Neurons are
-independent, so blocking changes no value: every element sees exactly the same operations.
+independent, so every element sees the same operations for any block size; the one exception is the
+last bit of a vectorised transcendental function (CLIF's sigmoids), which the CPU kernels may round
+differently for the few elements of a block's tail that do not fill a vector register.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ class LIFKind(NeuronKind):
         v_ext = None
         if want_states:
             v_ext = flat.new_empty((T + 1,) + tuple(u_all.shape[1:]))
-            v_ext[0].fill_(p.v_rest)
+            v_ext[0].zero_() if p.v_rest == 0.0 else v_ext[0].fill_(p.v_rest)  # +0.0 for -0.0, as init_state
         fast_soft = p.v_reset is None and not p.smooth
         for sl in chunk_slices(flat):
             n = sl.stop - sl.start
