@@ -156,13 +156,13 @@ class LIFKind(NeuronKind):
         for sl in chunk_slices(flat):
             n = sl.stop - sl.start
             if v_ext is not None:  # v[t] goes straight into row t + 1
-                v, vbufs = v_ext[0, sl], [v_ext[t + 1, sl] for t in range(T)]
+                v, buf_v = v_ext[0, sl], None
             else:
                 v = flat.new_full((n,), p.v_rest) if p.v_rest != 0.0 else flat.new_zeros((n,))
-                vbufs = [torch.empty_like(v)] * T
+                buf_v = torch.empty_like(v)
             tmp = torch.empty_like(u_all[0, sl])
             for t in range(T):
-                vbuf = vbufs[t]
+                vbuf = buf_v if v_ext is None else v_ext[t + 1, sl]
                 u = _charge_into(u_all[t, sl], flat[t, sl], v, k, p, tmp)
                 s = _fire_into(spikes[t, sl], u, p)
                 # reset
